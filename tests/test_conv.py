@@ -1,0 +1,340 @@
+"""conv2d against independent oracles: a naive loop, scipy.signal, torch."""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+from scipy import signal
+from sklearn import config_context
+
+from skconv import conv2d
+from skconv._conv import plan_conv2d
+
+METHODS = ["auto", "einsum"]
+
+
+def naive_conv2d(images, filters, padding=((0, 0), (0, 0)), pad_mode="constant",
+                 stride=(1, 1), dilation=(1, 1)):
+    """The definition, one output pixel at a time, in float64.
+
+    images (b, h, w, c), filters (K, p, q, c): sums over channels.
+    """
+    x = np.pad(images.astype(np.float64), ((0, 0), *padding, (0, 0)), mode=pad_mode)
+    b, H, W, _ = x.shape
+    K, p, q, _ = filters.shape
+    (sh, sw), (dh, dw) = stride, dilation
+    out_h = (H - dh * (p - 1) - 1) // sh + 1
+    out_w = (W - dw * (q - 1) - 1) // sw + 1
+    y = np.zeros((b, K, out_h, out_w))
+    for n in range(b):
+        for k in range(K):
+            for i in range(out_h):
+                for j in range(out_w):
+                    acc = 0.0
+                    for u in range(p):
+                        for v in range(q):
+                            acc += x[n, i * sh + u * dh, j * sw + v * dw] @ filters[k, u, v]
+                    y[n, k, i, j] = acc
+    return y
+
+
+def assert_close(actual, expected, images, filters):
+    """Tolerance scaled by the magnitude of the sums (float32 rounds at 1e-7)."""
+    eps = np.finfo(actual.dtype).eps
+    scale = np.abs(images).max(initial=1) * np.abs(filters).sum() + 1
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=64 * eps * scale)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("seed", range(8))
+def test_seed_statement(seed, method):
+    # The seed's own statement: y[i][j][k] == (x[i, j:j+p, k:k+q] * f).sum().
+    rng = np.random.default_rng(seed)
+    b, m, n = rng.integers(1, 6), rng.integers(1, 12), rng.integers(1, 12)
+    p, q = rng.integers(1, m + 1), rng.integers(1, n + 1)
+    x = rng.standard_normal((b, m, n))
+    f = rng.standard_normal((p, q))
+    y = conv2d(x, f, method=method)
+    assert y.shape == (b, m - p + 1, n - q + 1)
+    assert all(
+        np.allclose(y[i][j][k], (x[i, j : j + p, k : k + q] * f).sum())
+        for i in range(b)
+        for j in range(m - p + 1)
+        for k in range(n - q + 1)
+    )
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize(
+    "mode, boundary, pad_mode",
+    [("valid", "fill", "constant")]
+    + [(mode, boundary, pad_mode) for mode in ("same", "full")
+       for boundary, pad_mode in [("fill", "constant"), ("symm", "symmetric"), ("wrap", "wrap")]],
+)
+@pytest.mark.parametrize("filter_shape", [(3, 3), (2, 4), (4, 1), (1, 1), (5, 2)])
+def test_scipy_correlate_and_convolve(mode, boundary, pad_mode, filter_shape, method):
+    rng = np.random.default_rng(sum(filter_shape))
+    x = rng.standard_normal((3, 9, 7))
+    f = rng.standard_normal(filter_shape)
+    for flip, oracle in [(False, signal.correlate2d), (True, signal.convolve2d)]:
+        y = conv2d(x, f, padding=mode, pad_mode=pad_mode, flip=flip, method=method)
+        expected = np.stack([oracle(img, f, mode=mode, boundary=boundary) for img in x])
+        assert y.shape == expected.shape
+        assert_close(y, expected, x, f)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("seed", range(12))
+def test_random_problems_against_naive_loop(seed, method):
+    rng = np.random.default_rng(100 + seed)
+    b = int(rng.integers(1, 4))
+    h, w = (int(v) for v in rng.integers(1, 10, size=2))
+    channels = [None, 1, 3][seed % 3]
+    K = int(rng.integers(1, 4))
+    stride = tuple(int(v) for v in rng.integers(1, 4, size=2))
+    dilation = tuple(int(v) for v in rng.integers(1, 3, size=2))
+    pad = tuple(tuple(int(v) for v in rng.integers(0, 3, size=2)) for _ in range(2))
+    pad_mode = ["constant", "reflect", "symmetric", "edge", "wrap"][seed % 5]
+    dtype = [np.float64, np.float32][seed % 2]
+    p = int(rng.integers(1, (h + sum(pad[0]) - 1) // dilation[0] + 2))
+    q = int(rng.integers(1, (w + sum(pad[1]) - 1) // dilation[1] + 2))
+    shape = (b, h, w) if channels is None else (b, h, w, channels)
+    x = rng.standard_normal(shape).astype(dtype)
+    c = 1 if channels is None else channels
+    wts = rng.standard_normal((K, p, q, c)) if channels else rng.standard_normal((K, p, q))
+    y = conv2d(x, wts, padding=pad, pad_mode=pad_mode, stride=stride, dilation=dilation, method=method)
+    x4 = x if channels else x[..., None]
+    w4 = wts if channels else wts[..., None]
+    expected = naive_conv2d(x4, w4, pad, pad_mode, stride, dilation)
+    assert y.dtype == dtype
+    assert_close(y, expected, x, wts)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_depthwise_bank_on_channels_is_channel_major(method):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 6, 5, 3))
+    bank = rng.standard_normal((4, 2, 3))
+    y = conv2d(x, bank, method=method)
+    assert y.shape == (2, 3 * 4, 5, 3)
+    for ch in range(3):
+        expected = naive_conv2d(x[..., ch : ch + 1], bank[..., None])
+        assert_close(y[:, ch * 4 : (ch + 1) * 4], expected, x, bank)
+    single = conv2d(x, bank[1], method=method)
+    assert single.shape == (2, 3, 5, 3)
+    assert_close(single, y[:, 1::4], x, bank)
+
+
+@pytest.fixture
+def torch_module():
+    return pytest.importorskip("torch")
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("seed", range(6))
+def test_against_torch(torch_module, seed, method):
+    torch = torch_module
+    F = torch.nn.functional
+    rng = np.random.default_rng(seed)
+    c, K = int(rng.integers(1, 4)), int(rng.integers(1, 5))
+    x = rng.standard_normal((3, 11, 13, c)).astype(np.float32)
+    wts = rng.standard_normal((K, 3, 2, c)).astype(np.float32)
+    stride = (int(rng.integers(1, 3)), int(rng.integers(1, 4)))
+    dilation = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+    padding = (int(rng.integers(0, 3)), int(rng.integers(0, 3)))
+    y = conv2d(x, wts, padding=padding, stride=stride, dilation=dilation, method=method)
+    t = F.conv2d(
+        torch.from_numpy(x).permute(0, 3, 1, 2),
+        torch.from_numpy(wts).permute(0, 3, 1, 2),
+        stride=stride, dilation=dilation, padding=padding,
+    ).numpy()
+    assert y.dtype == np.float32
+    assert_close(y, t, x, wts)
+    # "same" at stride 1, even filter: torch puts the odd pixel bottom/right too.
+    y = conv2d(x, wts, padding="same", dilation=dilation, method=method)
+    t = F.conv2d(torch.from_numpy(x).permute(0, 3, 1, 2), torch.from_numpy(wts).permute(0, 3, 1, 2),
+                 dilation=dilation, padding="same").numpy()
+    assert_close(y, t, x, wts)
+    # torch's padding modes under their own names, and groups=c for depthwise.
+    for pad_mode, torch_mode in [("reflect", "reflect"), ("edge", "replicate"), ("wrap", "circular")]:
+        y = conv2d(x, wts[:, :, :, 0], padding=1, pad_mode=pad_mode, method=method)
+        xt = F.pad(torch.from_numpy(x).permute(0, 3, 1, 2), (1, 1, 1, 1), mode=torch_mode)
+        t = F.conv2d(xt, torch.from_numpy(wts[:, None, :, :, 0]).repeat(c, 1, 1, 1), groups=c).numpy()
+        assert_close(y, t, x, wts)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize(
+    "image_shape, filter_shape",
+    [((5, 5), (1, 1)), ((5, 7), (5, 7)), ((1, 1), (1, 1)), ((1, 9), (1, 4)), ((6, 1), (6, 1))],
+)
+def test_edge_shapes(image_shape, filter_shape, method):
+    rng = np.random.default_rng(3)
+    for b in (1, 4):
+        x = rng.standard_normal((b, *image_shape))
+        f = rng.standard_normal(filter_shape)
+        expected = np.stack([signal.correlate2d(img, f, mode="valid") for img in x])
+        assert_close(conv2d(x, f, method=method), expected, x, f)
+
+
+def test_empty_batch_gives_empty_result():
+    y = conv2d(np.zeros((0, 6, 6), np.float32), np.ones((2, 3, 3)), padding="same")
+    assert y.shape == (0, 2, 6, 6) and y.dtype == np.float32
+
+
+def test_layouts_and_read_only_memmap(tmp_path):
+    rng = np.random.default_rng(11)
+    base = rng.standard_normal((6, 10, 12))
+    f = rng.standard_normal((2, 3, 3))
+    expected = naive_conv2d(base[..., None], f[..., None])
+    fortran = np.asfortranarray(base)
+    strided = np.ascontiguousarray(np.repeat(base, 2, axis=2))[:, :, ::2]
+    reversed_ = np.ascontiguousarray(base[::-1])[::-1]
+    read_only = base.copy()
+    read_only.flags.writeable = False
+    mm = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=base.dtype, shape=base.shape)
+    mm[:] = base
+    mm.flush()
+    mm = np.load(tmp_path / "x.npy", mmap_mode="r")
+    for x in (fortran, strided, reversed_, read_only, mm):
+        np.testing.assert_array_equal(x, base)
+        assert_close(conv2d(x, f, padding="valid"), expected, base, f)
+
+
+def test_dtypes():
+    rng = np.random.default_rng(5)
+    ints = rng.integers(-5, 5, size=(2, 6, 6))
+    f32 = np.ones((3, 3), np.float32)
+    expected = naive_conv2d(ints[..., None], f32[None, ..., None])[:, 0]
+    for x, f, dtype in [
+        (ints.astype(np.float32), np.ones((3, 3)), np.float32),  # float64 filters cast down
+        (ints.astype(np.float64), f32, np.float64),
+        (ints, f32, np.float64),
+        (ints.astype(np.int8), f32, np.float64),
+        (ints > 0, f32, np.float64),
+        (ints.astype(np.float16), f32, np.float64),
+    ]:
+        y = conv2d(x, f)
+        assert y.dtype == dtype, (x.dtype, f.dtype)
+        assert_close(y, naive_conv2d(np.asarray(x, float)[..., None], np.asarray(f, float)[None, ..., None])[:, 0], x.astype(float), f)
+    assert_close(conv2d(ints, f32), expected, ints, f32)
+    bools = rng.random((2, 5, 5)) > 0.5
+    assert_close(conv2d(bools, np.ones((2, 2), int)), naive_conv2d(bools[..., None].astype(float), np.ones((1, 2, 2, 1)))[:, 0], bools, np.ones((2, 2)))
+
+
+def test_out_argument():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((5, 8, 8)).astype(np.float32)
+    f = rng.standard_normal((3, 3, 3)).astype(np.float32)
+    expected = conv2d(x, f, method="einsum")
+    out = np.full((5, 3, 6, 6), np.nan, np.float32)
+    assert conv2d(x, f, out=out) is out
+    assert_close(out, expected, x, f)
+    # a non-contiguous out (every other image of a bigger array) is written in place
+    big = np.full((10, 3, 6, 6), np.nan, np.float32)
+    view = big[::2]
+    assert conv2d(x, f, out=view) is view
+    assert_close(big[::2], expected, x, f)
+    assert np.isnan(big[1::2]).all()
+    with pytest.raises(ValueError, match=r"out must have shape \(5, 3, 6, 6\) and dtype float32"):
+        conv2d(x, f, out=np.empty((5, 3, 6, 6)))
+    with pytest.raises(ValueError, match="overlaps"):
+        conv2d(x, f[0], out=x[:, :6, :6])
+
+
+def test_n_jobs_matches_single_thread():
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((37, 12, 12)).astype(np.float32)
+    f = rng.standard_normal((4, 3, 3)).astype(np.float32)
+    expected = naive_conv2d(x[..., None], f[..., None])
+    with config_context(working_memory=0.01):  # several chunks per thread
+        for n_jobs in (1, 2, -1):
+            assert_close(conv2d(x, f, n_jobs=n_jobs), expected, x, f)
+
+
+def test_memory_stays_within_working_memory():
+    # Padded, cast and depthwise batches are copied chunk by chunk only.
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, size=(4000, 28, 28, 2), dtype=np.uint8)  # cast to float64
+    f = rng.standard_normal((3, 5, 5))
+    plan = plan_conv2d(x.shape, x.dtype, f.shape, padding="same", pad_mode="reflect")
+    out_bytes = np.prod(plan.out_shape) * 8
+    window_bytes = 4000 * 2 * 28 * 28 * 25 * 8  # what a whole im2col would take
+    working_memory_mib = 4
+    tracemalloc.start()
+    try:
+        with config_context(working_memory=working_memory_mib):
+            y = conv2d(x, f, padding="same", pad_mode="reflect")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert y.shape == plan.out_shape
+    extra = peak - out_bytes
+    assert extra <= working_memory_mib * 2**20 * 1.25, (extra / 2**20, window_bytes / 2**20)
+    first = naive_conv2d(np.pad(x[:2, ..., :1].astype(float), ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect"), f[..., None])
+    assert_close(y[:2, :3], first, x[:2], f)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(images=np.zeros((4, 4))), ValueError, r"images must be 3-D .* got shape \(4, 4\)"),
+        (dict(images=np.zeros((1, 2, 3, 4, 5))), ValueError, "images must be 3-D"),
+        (dict(filters=np.zeros(3)), ValueError, r"filters must be 2-D .* got shape \(3,\)"),
+        (dict(filters=np.zeros((0, 3, 3))), ValueError, "filters must not be empty"),
+        (dict(filters=np.ones((7, 7))), ValueError, r"filters of size 7x7 .* do not fit in the padded images of 6x6"),
+        (dict(filters=np.ones((3, 3)), dilation=3), ValueError, "dilation 3x3: 7x7 pixels"),
+        (dict(filters=np.ones((1, 3, 3, 2))), ValueError, "4-D filters .* images are 3-D"),
+        (dict(images=np.zeros((2, 6, 6, 3)), filters=np.ones((1, 3, 3, 2))), ValueError, "filters have 2 channels .* images have 3"),
+        (dict(stride=0), ValueError, r"stride must be >= 1 along both axes; got \(0, 0\)"),
+        (dict(stride=(1, -2)), ValueError, "stride must be >= 1"),
+        (dict(dilation=0), ValueError, "dilation must be >= 1"),
+        (dict(stride=1.5), TypeError, "stride must be an int or a pair"),
+        (dict(stride=True), TypeError, "stride must be an int or a pair"),
+        (dict(padding="middle"), ValueError, "padding must be one of"),
+        (dict(padding=-1), ValueError, "padding must be >= 0"),
+        (dict(padding=((1, 2), (3, -1))), ValueError, "padding .*left, right.* >= 0"),
+        (dict(padding=1.0), TypeError, "padding must be one of"),
+        (dict(pad_mode="zeros"), ValueError, r"pad_mode must be one of \('constant'"),
+        (dict(method="fft9"), ValueError, "method must be 'auto' or one of"),
+        (dict(flip="yes"), TypeError, "flip must be a bool"),
+        (dict(n_jobs=0), ValueError, "n_jobs must not be 0"),
+        (dict(n_jobs=1.5), TypeError, "n_jobs must be None or an int"),
+        (dict(images=np.zeros((2, 6, 6), complex)), TypeError, "images are complex"),
+        (dict(images=np.array([[["a"]]])), TypeError, "images must hold real numbers"),
+        (dict(filters=np.array([["a"]])), TypeError, "filters must hold real numbers"),
+        (dict(filters=np.array([[np.nan]])), ValueError, "filters contain NaN or infinity"),
+        (dict(images=np.full((2, 6, 6), np.inf)), ValueError, "images contain NaN or infinity"),
+        (dict(images=[[[1, 2]], [[1]]]), TypeError, "images could not be read as an array"),
+    ],
+)
+def test_bad_input_raises_clear_errors(kwargs, error, match):
+    args = dict(images=np.zeros((2, 6, 6)), filters=np.ones((3, 3)))
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        conv2d(args.pop("images"), args.pop("filters"), **args)
+
+
+def test_nan_found_even_when_sum_overflows():
+    x = np.full((3, 5, 5), 3e38, np.float32)
+    f = np.ones((1, 1), np.float32)
+    conv2d(x, f)  # the sum overflows but every pixel is finite
+    x[2, 4, 4] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        conv2d(x, f)
+
+
+def test_sparse_input_is_refused():
+    sparse = pytest.importorskip("scipy.sparse")
+    with pytest.raises(TypeError, match="sparse"):
+        conv2d(sparse.csr_matrix(np.eye(3)), np.ones((1, 1)))
+
+
+def test_input_never_modified():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((4, 7, 7))
+    f = rng.standard_normal((2, 3, 3))
+    x_before, f_before = x.copy(), f.copy()
+    conv2d(x, f, padding="same", pad_mode="reflect", flip=True)
+    np.testing.assert_array_equal(x, x_before)
+    np.testing.assert_array_equal(f, f_before)
