@@ -1,0 +1,637 @@
+"""``python -m skconv bench``: conv2d against its peers, timed in one run.
+
+Every workload is timed for ``auto`` (n_jobs=-1 and n_jobs=1), every
+strategy that supports it, the seed's single einsum, a Python loop of
+``scipy.signal.correlate2d`` and ``torch.nn.functional.conv2d`` (2 threads)
+when they are importable.  Candidates are timed interleaved, in a shuffled
+order per round, with a short pause before each call so that the spinning
+worker threads of the previous library (OpenBLAS, OpenMP) have gone idle;
+the median over rounds is reported.  The machine is noisy (NOTES.md,
+pitfall 8): ratios from the same run are what to quote.
+
+torch and scipy are peers, not dependencies: they are imported here only,
+lazily, and skipped when missing.
+"""
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+import tracemalloc
+from contextlib import contextmanager
+
+import numpy as np
+
+WORKLOADS = {
+    # name: (n_images, height, width, n_filters, p, q)
+    "W1": (1000, 28, 28, 1, 5, 5),
+    "W2": (1000, 28, 28, 8, 5, 5),
+    "W3": (200, 64, 64, 16, 7, 7),
+    "W4": (100, 64, 64, 4, 15, 15),
+    "W5": (5000, 8, 8, 4, 3, 3),
+    "W6": (20000, 28, 28, 16, 3, 3),
+}
+MEMORY_WORKLOAD = (20000, 28, 28, 8, 5, 5)  # float32 under working_memory=32
+MEMORY_WORKING_MEMORY = 32
+MEMORY_TARGET_MIB = 48
+
+# Slow candidates run on a subset of the batch sized to take about this long,
+# and their time is scaled up to the whole batch (said in the output).
+SLOW_BUDGET_S = {"full": 0.4, "quick": 0.08, "smoke": 0.01}
+SLOW = ("seed_einsum", "scipy_loop", "einsum")
+
+
+def _log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+# --- peers -------------------------------------------------------------------
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(2)
+    return torch
+
+
+def _scipy_signal():
+    try:
+        from scipy import signal
+    except ImportError:
+        return None
+    return signal
+
+
+def seed_einsum(x, bank):
+    """The seed's answer, exactly: one einsum over the window view per filter."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    results = []
+    for f in bank:
+        p, q = f.shape
+        M = sliding_window_view(x, (p, q), axis=(1, 2))
+        results.append(np.einsum("ijkmn,mn->ijk", M, f))
+    return results
+
+
+def scipy_loop(signal, x, bank):
+    """A Python loop of ``scipy.signal.correlate2d`` over images and filters."""
+    return [[signal.correlate2d(image, f, mode="valid") for f in bank] for image in x]
+
+
+# --- timing --------------------------------------------------------------------
+
+
+def time_interleaved(candidates, rounds, rng, pause=0.02, min_sample=2e-3):
+    """Median seconds of each candidate, timed interleaved in shuffled order.
+
+    Parameters
+    ----------
+    candidates : dict of str to callable
+        Zero-argument callables.
+    rounds : int
+        Samples per candidate; each round visits every candidate once, in a
+        fresh random order.
+    rng : numpy.random.Generator
+    pause : float
+        Seconds of sleep before each sample, so that the worker threads the
+        previous candidate's library left spinning do not steal the cores;
+        then one untimed call wakes the candidate's own threads up, so that
+        what is timed is the steady state of repeated calls.
+    min_sample : float
+        A call faster than this is repeated within one sample (the sample is
+        the mean), so that timer resolution and one-off hiccups matter less.
+
+    Returns
+    -------
+    dict of str to list of float
+        Every sample, in seconds per call.
+    """
+    repeats = {}
+    for name, fn in candidates.items():  # warm up: caches, page faults, BLAS threads
+        start = time.perf_counter()
+        fn()
+        elapsed = time.perf_counter() - start
+        repeats[name] = max(1, min(50, int(min_sample / max(elapsed, 1e-7))))
+    samples = {name: [] for name in candidates}
+    names = list(candidates)
+    for _ in range(rounds):
+        rng.shuffle(names)
+        for name in names:
+            fn, reps = candidates[name], repeats[name]
+            if pause:
+                time.sleep(pause)
+                fn()
+            start = time.perf_counter()
+            for _ in range(reps):
+                fn()
+            samples[name].append((time.perf_counter() - start) / reps)
+    return samples
+
+
+def peak_bytes(fn):
+    """Peak bytes allocated through Python/NumPy while ``fn()`` runs (tracemalloc)."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        result = fn()
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    del result
+    return peak
+
+
+@contextmanager
+def forced_split(mode):
+    """Force conv2d's threading mode for every strategy.
+
+    "blas": one stream of products on BLAS's threads; "threads" or "single":
+    the batch split over conv2d's threads (n_jobs of them), single-threaded
+    BLAS.  For the cost-model sweep, which times every mode.
+    """
+    from . import _methods
+
+    original = _methods.Method.split_batch
+    _methods.Method.split_batch = lambda self, spec: mode in ("threads", "single")
+    try:
+        yield
+    finally:
+        _methods.Method.split_batch = original
+
+
+def gemm_gflops(dtype, size=2048, repeats=5):
+    """GFLOP/s of one large ``np.matmul`` (BLAS's default threads)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size)).astype(dtype)
+    b = rng.standard_normal((size, size)).astype(dtype)
+    c = np.empty_like(a)
+    np.matmul(a, b, out=c)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.matmul(a, b, out=c)
+        times.append(time.perf_counter() - start)
+    return 2.0 * size**3 / float(np.median(times)) / 1e9
+
+
+def machine_info():
+    """CPU, cores, NumPy/BLAS versions and the OpenBLAS environment."""
+    from threadpoolctl import threadpool_info
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = next((line for line in fh if line.startswith("flags")), "")
+    except OSError:
+        pass
+    blas = [
+        {k: info.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
+        for info in threadpool_info()
+        if info.get("user_api") == "blas"
+    ]
+    import sklearn
+
+    info = {
+        "cpu": cpu,
+        "avx512": " avx512f" in flags,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+        "blas": blas,
+        "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+        "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE"),
+    }
+    torch = _torch()
+    if torch is not None:
+        info["torch"] = torch.__version__
+    return info
+
+
+# --- one workload ----------------------------------------------------------------
+
+
+def _subset_size(n, seconds_full_estimate, budget):
+    if seconds_full_estimate <= budget:
+        return n
+    return max(1, int(n * budget / seconds_full_estimate))
+
+
+def run_workload(name, shape, dtype, *, rounds, rng, level, methods=True, peers=True,
+                 memory=True, pause=0.02):
+    """Time every candidate on one workload; returns a JSON-able dict."""
+    from . import conv2d
+    from ._conv import plan_conv2d
+    from ._methods import METHODS
+
+    n, h, w, k, p, q = shape
+    x = rng.standard_normal((n, h, w)).astype(dtype)
+    bank = rng.standard_normal((k, p, q)).astype(dtype)
+    flops = 2.0 * n * k * (h - p + 1) * (w - q + 1) * p * q
+    spec = plan_conv2d(x.shape, x.dtype, bank.shape).spec
+    chosen = {}
+    for jobs in (-1, 1):
+        from ._conv import _with_filters, _n_threads
+
+        plan = _with_filters(plan_conv2d(x.shape, x.dtype, bank.shape), bank[..., None], _n_threads(jobs))
+        chosen[jobs] = (plan.method, plan.reason)
+
+    candidates, scale, subset = {}, {}, {}
+    candidates["auto"] = lambda: conv2d(x, bank, n_jobs=-1)
+    candidates["auto[n_jobs=1]"] = lambda: conv2d(x, bank, n_jobs=1)
+    budget = SLOW_BUDGET_S[level]
+    if methods:
+        for mname, method in METHODS.items():
+            if not method.supports(spec):
+                continue
+            if mname == "einsum":
+                m = _subset_size(n, flops / 2 / 0.3e9, budget)
+                xs = x[:m]
+                candidates[mname] = lambda xs=xs: conv2d(xs, bank, method="einsum", n_jobs=-1)
+                scale[mname], subset[mname] = n / m, m
+            else:
+                candidates[mname] = lambda mname=mname: conv2d(x, bank, method=mname, n_jobs=-1)
+                if level == "full":
+                    candidates[mname + "[n_jobs=1]"] = lambda mname=mname: conv2d(
+                        x, bank, method=mname, n_jobs=1
+                    )
+    if peers:
+        m = _subset_size(n, flops / 2 / 0.3e9, budget)
+        xs = x[:m]
+        candidates["seed_einsum"] = lambda: seed_einsum(xs, bank)
+        scale["seed_einsum"], subset["seed_einsum"] = n / m, m
+        signal = _scipy_signal()
+        if signal is not None:
+            m = _subset_size(n, n * k * (2e-5 + h * w * p * q * 1.5e-9), budget)
+            xs2 = x[:m]
+            candidates["scipy_loop"] = lambda: scipy_loop(signal, xs2, bank)
+            scale["scipy_loop"], subset["scipy_loop"] = n / m, m
+        torch = _torch()
+        if torch is not None:
+            tx = torch.from_numpy(x[:, None])
+            tw = torch.from_numpy(bank[:, None])
+
+            def run_torch():
+                with torch.no_grad():
+                    return torch.nn.functional.conv2d(tx, tw)
+
+            candidates["torch"] = run_torch
+
+    samples = time_interleaved(candidates, rounds, rng, pause=pause)
+    results = {}
+    for cname, times in samples.items():
+        median = float(np.median(times)) * scale.get(cname, 1.0)
+        entry = {
+            "median_ms": median * 1e3,
+            "samples_ms": [t * 1e3 * scale.get(cname, 1.0) for t in times],
+            "gflops": flops / median / 1e9,
+        }
+        if cname in subset:
+            entry["timed_on_images"] = subset[cname]
+            entry["scaled_by"] = scale[cname]
+        if cname.startswith("auto"):
+            entry["method"] = chosen[1 if "n_jobs=1" in cname else -1][0]
+        results[cname] = entry
+    out_bytes = n * k * (h - p + 1) * (w - q + 1) * np.dtype(dtype).itemsize
+    if memory:
+        for cname in results:
+            if cname == "torch":
+                results[cname]["peak_extra_mib"] = None  # torch's allocator is invisible to tracemalloc
+                continue
+            fn = candidates[cname]
+            peak = peak_bytes(fn)
+            own_out = out_bytes / scale.get(cname, 1.0)
+            results[cname]["peak_extra_mib"] = max(0.0, peak - own_out) / 2**20
+    for cname, entry in results.items():
+        for peer in ("torch", "seed_einsum", "scipy_loop"):
+            if peer in results:
+                entry[f"ratio_to_{peer}"] = entry["median_ms"] / results[peer]["median_ms"]
+    fastest = min(
+        (c for c in results if c in METHODS),
+        key=lambda c: results[c]["median_ms"],
+        default=None,
+    )
+    return {
+        "workload": name,
+        "dtype": np.dtype(dtype).name,
+        "shape": {"n_images": n, "height": h, "width": w, "n_filters": k, "p": p, "q": q},
+        "gflop": flops / 1e9,
+        "chosen": {"n_jobs=-1": chosen[-1][0], "n_jobs=1": chosen[1][0]},
+        "reason": chosen[-1][1],
+        "fastest_method": fastest,
+        "auto_over_fastest": (
+            results["auto"]["median_ms"] / results[fastest]["median_ms"] if fastest else None
+        ),
+        "results": results,
+    }
+
+
+def run_memory(rng, level):
+    """Peak memory beyond the output of the 20000x28x28, 8x5x5 float32 case."""
+    from sklearn import config_context
+
+    from . import conv2d
+
+    n, h, w, k, p, q = MEMORY_WORKLOAD
+    if level == "smoke":
+        n = 2000
+    x = rng.standard_normal((n, h, w)).astype(np.float32)
+    bank = rng.standard_normal((k, p, q)).astype(np.float32)
+    out_mib = n * k * (h - p + 1) * (w - q + 1) * 4 / 2**20
+    result = {"shape": [n, h, w, k, p, q], "working_memory_mib": MEMORY_WORKING_MEMORY,
+              "output_mib": out_mib, "target_mib": MEMORY_TARGET_MIB}
+    with config_context(working_memory=MEMORY_WORKING_MEMORY):
+        for jobs in (1, -1):
+            peak = peak_bytes(lambda: conv2d(x, bank, n_jobs=jobs)) / 2**20
+            start = time.perf_counter()
+            conv2d(x, bank, n_jobs=jobs)
+            elapsed = time.perf_counter() - start
+            result[f"n_jobs={jobs}"] = {
+                "peak_extra_mib": peak - out_mib,
+                "ms": elapsed * 1e3,
+                "measured_by": "tracemalloc",
+            }
+    return result
+
+
+# --- the random sweep ----------------------------------------------------------
+
+
+def random_shape(rng, max_macs=3e8):
+    """A random problem in the range the workloads span (valid, stride 1)."""
+    while True:
+        h = int(rng.integers(6, 97))
+        w = h if rng.random() < 0.6 else int(rng.integers(6, 97))
+        p = int(rng.integers(1, min(h, 16) + 1))
+        q = p if rng.random() < 0.7 else int(rng.integers(1, min(w, 16) + 1))
+        k = int(rng.choice([1, 1, 2, 3, 4, 8, 16, 32]))
+        macs = k * (h - p + 1) * (w - q + 1) * p * q
+        n = int(np.exp(rng.uniform(np.log(10), np.log(5000))))
+        n = max(1, min(n, int(max_macs / macs)))
+        if n * macs >= 1e6:
+            return n, h, w, k, p, q
+
+
+def run_sweep(count, rng, rounds, level, pause):
+    """auto against every strategy and torch on random shapes (float32 and float64)."""
+    rows = []
+    for i in range(count):
+        shape = random_shape(rng, max_macs=3e8 if level == "full" else 5e7)
+        dtype = np.float32 if i % 2 == 0 else np.float64
+        _log(f"sweep {i + 1}/{count}: {shape} {np.dtype(dtype).name}")
+        res = run_workload(f"S{i + 1}", shape, dtype, rounds=rounds, rng=rng, level="quick",
+                           peers=False, memory=False, pause=pause)
+        torch = _torch()
+        if torch is not None:
+            n, h, w, k, p, q = shape
+            tx = torch.from_numpy(rng.standard_normal((n, 1, h, w)).astype(dtype))
+            tw = torch.from_numpy(rng.standard_normal((k, 1, p, q)).astype(dtype))
+            times = time_interleaved({"torch": lambda: torch.nn.functional.conv2d(tx, tw)}, rounds, rng, pause=pause)
+            res["results"]["torch"] = {"median_ms": float(np.median(times["torch"])) * 1e3}
+        rows.append(res)
+    ratios = [r["auto_over_fastest"] for r in rows if r["auto_over_fastest"]]
+    torch_ratios = [
+        r["results"]["auto"]["median_ms"] / r["results"]["torch"]["median_ms"]
+        for r in rows if "torch" in r["results"]
+    ]
+    return {
+        "shapes": rows,
+        "auto_over_fastest_geomean": _geomean(ratios),
+        "auto_over_fastest_worst": max(ratios) if ratios else None,
+        "auto_over_torch_geomean": _geomean(torch_ratios),
+    }
+
+
+def _geomean(values):
+    values = [v for v in values if v]
+    return float(np.exp(np.mean(np.log(values)))) if values else None
+
+
+# --- targets and printing ------------------------------------------------------
+
+
+def evaluate_targets(report):
+    """The issue's targets, each with the measured value and pass/fail."""
+    by = {(w["workload"], w["dtype"]): w["results"] for w in report["workloads"]}
+    targets = []
+
+    def add(name, value, ok, detail=""):
+        targets.append({"target": name, "value": value, "met": bool(ok), "detail": detail})
+
+    five = [f"W{i}" for i in range(1, 6)]
+    for dtype, bound in (("float32", 0.35), ("float64", 0.15)):
+        ratios = [by[(w, dtype)]["auto"].get("ratio_to_torch") for w in five if (w, dtype) in by]
+        ratios = [r for r in ratios if r is not None]
+        if len(ratios) == 5:
+            g = _geomean(ratios)
+            add(f"auto {dtype} geomean time / torch over W1-W5 <= {bound}", g, g <= bound,
+                " ".join(f"{w}:{r:.2f}" for w, r in zip(five, ratios)))
+            if dtype == "float32":
+                add("auto float32 faster than torch on each of W1-W5", max(ratios), max(ratios) < 1)
+    if ("W1", "float64") in by and "ratio_to_seed_einsum" in by[("W1", "float64")]["auto"]:
+        speedup = 1 / by[("W1", "float64")]["auto"]["ratio_to_seed_einsum"]
+        add("auto float64 >= 10x faster than the seed's einsum on W1", speedup, speedup >= 10)
+    for dtype in ("float32", "float64"):
+        speedups = [
+            1 / by[(w, dtype)]["auto"]["ratio_to_scipy_loop"]
+            for w in ("W2", "W3", "W4")
+            if (w, dtype) in by and "ratio_to_scipy_loop" in by[(w, dtype)]["auto"]
+        ]
+        if len(speedups) == 3:
+            add(f"auto {dtype} >= 20x faster than the scipy loop on W2-W4", min(speedups),
+                min(speedups) >= 20, " ".join(f"{s:.0f}x" for s in speedups))
+    sgemm = report["gemm_gflops"]["float32"]
+    for w in ("W3", "W4"):
+        if (w, "float32") in by:
+            g = by[(w, "float32")]["auto"]["gflops"]
+            add(f"{w} float32 auto >= 50% of sgemm GFLOP/s", g / sgemm, g >= 0.5 * sgemm,
+                f"{g:.0f} of {sgemm:.0f} GFLOP/s")
+    worst = max(
+        (w["auto_over_fastest"] for w in report["workloads"] if w["auto_over_fastest"]),
+        default=None,
+    )
+    if worst is not None:
+        add("auto within 1.3x of the fastest method on each workload", worst, worst <= 1.3)
+    sweep = report.get("sweep")
+    if sweep and sweep.get("auto_over_fastest_worst"):
+        add("auto within 1.3x of the fastest method on the random sweep (worst)",
+            sweep["auto_over_fastest_worst"], sweep["auto_over_fastest_worst"] <= 1.3,
+            f"geomean {sweep['auto_over_fastest_geomean']:.3f}")
+    mem = report.get("memory")
+    if mem:
+        worst_mem = max(mem[k]["peak_extra_mib"] for k in mem if k.startswith("n_jobs"))
+        add(f"20000x28x28, 8x5x5 float32, working_memory=32: extra peak <= {MEMORY_TARGET_MIB} MiB",
+            worst_mem, worst_mem <= MEMORY_TARGET_MIB, "tracemalloc")
+    return targets
+
+
+def format_report(report):
+    """The printed table (also kept in benchmarks/RESULTS.md)."""
+    lines = []
+    m = report["machine"]
+    blas = ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']} kernels)" for b in m["blas"])
+    lines.append(f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, NumPy {m['numpy']}, "
+                 f"scikit-learn {m['scikit-learn']}, {blas}; torch {m.get('torch', 'not installed')}")
+    lines.append(f"OPENBLAS_CORETYPE={m['OPENBLAS_CORETYPE']}, OPENBLAS_L2_SIZE={m['OPENBLAS_L2_SIZE']}")
+    g = report["gemm_gflops"]
+    lines.append(f"Large np.matmul (2048^3): sgemm {g['float32']:.0f} GFLOP/s, dgemm {g['float64']:.0f} GFLOP/s")
+    lines.append(f"Level {report['level']}, {report['rounds']} rounds, interleaved in shuffled order; "
+                 "medians. Slow candidates marked * were timed on a subset of the batch and scaled "
+                 "(images timed in brackets). Peak extra memory: tracemalloc peak minus the output.")
+    lines.append("")
+    header = (f"{'workload':<12}{'candidate':<26}{'median ms':>11}{'/torch':>8}{'/einsum':>9}{'/scipy':>8}"
+              f"{'GFLOP/s':>9}{'extra MiB':>10}  method")
+    for w in report["workloads"]:
+        lines.append(header)
+        label = f"{w['workload']} {w['dtype'][5:]}"
+        s = w["shape"]
+        lines.append(f"{label:<12}{s['n_images']}x{s['height']}x{s['width']}, {s['n_filters']} filters "
+                     f"{s['p']}x{s['q']}; {w['gflop']:.3f} GFLOP; auto picks {w['chosen']['n_jobs=-1']} "
+                     f"(n_jobs=-1), {w['chosen']['n_jobs=1']} (n_jobs=1); fastest method "
+                     f"{w['fastest_method']}, auto/fastest {w['auto_over_fastest']:.2f}")
+        for cname, e in sorted(w["results"].items(), key=lambda kv: kv[1]["median_ms"]):
+            star = f"*[{e['timed_on_images']}]" if "timed_on_images" in e else ""
+
+            def r(key):
+                v = e.get(key)
+                return f"{v:.3g}" if v is not None else "-"
+
+            mem = e.get("peak_extra_mib")
+            mem = f"{mem:.1f}" if mem is not None else "n/a"
+            lines.append(f"{'':<12}{cname + star:<26}{e['median_ms']:>11.3f}{r('ratio_to_torch'):>8}"
+                         f"{r('ratio_to_seed_einsum'):>9}{r('ratio_to_scipy_loop'):>8}{e['gflops']:>9.1f}"
+                         f"{mem:>10}  {e.get('method', '')}")
+        lines.append("")
+    sweep = report.get("sweep")
+    if sweep:
+        lines.append(f"Random sweep ({len(sweep['shapes'])} shapes, n_jobs=-1): auto / fastest method "
+                     f"geomean {sweep['auto_over_fastest_geomean']:.3f}, worst "
+                     f"{sweep['auto_over_fastest_worst']:.2f}; auto / torch geomean "
+                     f"{sweep['auto_over_torch_geomean'] or float('nan'):.3f}")
+        for row in sweep["shapes"]:
+            s = row["shape"]
+            t = row["results"].get("torch", {}).get("median_ms")
+            lines.append(
+                f"  {row['workload']:<5}{row['dtype'][5:]:<4}{s['n_images']:>6}x{s['height']}x{s['width']}"
+                f" K={s['n_filters']:<3}{s['p']}x{s['q']:<4} auto {row['chosen']['n_jobs=-1']:<13}"
+                f"{row['results']['auto']['median_ms']:>9.3f} ms  fastest {row['fastest_method']:<13}"
+                f"x{row['auto_over_fastest']:.2f}" + (f"  /torch {row['results']['auto']['median_ms'] / t:.2f}" if t else "")
+            )
+        lines.append("")
+    mem = report.get("memory")
+    if mem:
+        lines.append(f"Memory: {'x'.join(map(str, mem['shape'][:3]))}, {mem['shape'][3]} filters "
+                     f"{mem['shape'][4]}x{mem['shape'][5]} float32, working_memory={mem['working_memory_mib']}: "
+                     f"output {mem['output_mib']:.0f} MiB; extra peak (tracemalloc) "
+                     f"n_jobs=1 {mem['n_jobs=1']['peak_extra_mib']:.1f} MiB ({mem['n_jobs=1']['ms']:.0f} ms), "
+                     f"n_jobs=-1 {mem['n_jobs=-1']['peak_extra_mib']:.1f} MiB ({mem['n_jobs=-1']['ms']:.0f} ms)")
+        lines.append("")
+    lines.append("Targets:")
+    for t in report["targets"]:
+        lines.append(f"  [{'met' if t['met'] else 'MISSED'}] {t['target']}: {t['value']:.3g} {t['detail']}")
+    return "\n".join(lines)
+
+
+# --- command line ---------------------------------------------------------------
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m skconv bench",
+        description=(
+            "Time conv2d (auto and every strategy) against the seed's einsum, a "
+            "scipy.signal.correlate2d loop and torch.conv2d on the issue's workloads "
+            "W1-W6, a random sweep and a memory case; print a table and check the targets."
+        ),
+    )
+    level = parser.add_mutually_exclusive_group()
+    level.add_argument("--quick", action="store_true", help="fewer rounds and a small sweep (under a minute)")
+    level.add_argument("--smoke", action="store_true", help="tiny sizes, for tests (seconds)")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    parser.add_argument("--rounds", type=int, help="timing rounds per workload")
+    parser.add_argument("--workloads", default="W1,W2,W3,W4,W5,W6", help="comma-separated subset of W1..W6")
+    parser.add_argument("--dtypes", default="float32,float64", help="comma-separated float32,float64")
+    parser.add_argument("--sweep", type=int, help="random shapes in the sweep (0 to skip)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the working_memory case")
+    parser.add_argument("--pause", type=float, help="seconds of sleep before each timed call")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv=None):
+    """Run the benchmark; returns the exit code (0 unless the arguments are wrong)."""
+    args = build_parser().parse_args(argv)
+    level = "smoke" if args.smoke else "quick" if args.quick else "full"
+    rounds = args.rounds or {"full": 7, "quick": 3, "smoke": 2}[level]
+    sweep_count = args.sweep if args.sweep is not None else {"full": 40, "quick": 4, "smoke": 1}[level]
+    pause = args.pause if args.pause is not None else {"full": 0.03, "quick": 0.01, "smoke": 0.0}[level]
+    rng = np.random.default_rng(args.seed)
+    names = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    unknown = [w for w in names if w not in WORKLOADS] + [d for d in dtypes if d not in ("float32", "float64")]
+    if unknown:
+        print(f"unknown workloads or dtypes: {unknown}", file=sys.stderr)
+        return 2
+
+    report = {"level": level, "rounds": rounds, "machine": machine_info(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    _log("timing large np.matmul")
+    gemm_size = 512 if level == "smoke" else 2048
+    report["gemm_gflops"] = {d: gemm_gflops(d, gemm_size) for d in ("float32", "float64")}
+    report["workloads"] = []
+    for name in names:
+        shape = WORKLOADS[name]
+        if level == "smoke":
+            n, h, w, k, p, q = shape
+            shape = (max(2, n // 200), h, w, k, p, q)
+        elif level == "quick" and name == "W6":
+            shape = (shape[0] // 4,) + shape[1:]
+        for dtype in dtypes:
+            if name == "W6" and dtype == "float64" and level != "full":
+                continue
+            _log(f"{name} {dtype} {shape}")
+            report["workloads"].append(
+                run_workload(name, shape, np.dtype(dtype), rounds=rounds, rng=rng, level=level,
+                             memory=level != "smoke" or name == "W1", pause=pause)
+            )
+    if sweep_count:
+        report["sweep"] = run_sweep(sweep_count, rng, max(2, rounds // 2), level, pause)
+    if not args.no_memory:
+        _log("memory case")
+        report["memory"] = run_memory(rng, level)
+    # gemm again at the end: the machine's speed drifts; keep the better one.
+    second = {d: gemm_gflops(d, gemm_size) for d in ("float32", "float64")}
+    report["gemm_gflops"] = {d: max(report["gemm_gflops"][d], second[d]) for d in second}
+    report["targets"] = evaluate_targets(report)
+    print(format_report(report))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=1, default=_json_default)
+        _log(f"wrote {args.json}")
+    return 0
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    raise TypeError(f"not JSON serialisable: {value!r}")
