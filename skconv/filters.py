@@ -1,0 +1,874 @@
+"""Filter banks for 2-D convolution features.
+
+A filter bank is a C-contiguous float64 array of shape ``(K, p, q)``: ``K``
+filters of ``p`` rows by ``q`` columns, meant to be applied by
+cross-correlation (``out[i, j] = sum_{u, v} image[i + u, j + v] * w[u, v]``,
+no kernel flip), which is what the transformer computes.  Orientation
+conventions below follow from that: "x" is the column index (increasing to
+the right) and "y" the row index (increasing downwards).
+
+Fixed banks are plain functions of their parameters; learned banks
+(:func:`pca`, :func:`kmeans`) are fitted on a batch of images of shape
+``(n_images, height, width)``.  The transformer looks banks up by name with
+:func:`make_bank` and :func:`learn_bank`.
+"""
+
+import inspect
+import math
+from numbers import Integral, Real
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from sklearn.cluster import KMeans
+from sklearn.utils import check_random_state
+from sklearn.utils.random import sample_without_replacement
+
+__all__ = [
+    "FIXED_BANKS",
+    "LEARNED_BANKS",
+    "bank_names",
+    "combine",
+    "default",
+    "dog",
+    "edges",
+    "gabor",
+    "gaussian",
+    "is_learned",
+    "kmeans",
+    "laplacian",
+    "learn_bank",
+    "log",
+    "make_bank",
+    "pca",
+    "prewitt",
+    "random",
+    "sobel",
+]
+
+# --- argument checks ---------------------------------------------------------
+
+
+def _check_int(value, name, minimum=1):
+    # bool is an Integral, but size=True is always a mistake.
+    if not isinstance(value, Integral) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_size(size, minimum=1):
+    """``size`` as an int or a (p, q) pair -> (p, q)."""
+    if isinstance(size, (tuple, list)):
+        if len(size) != 2:
+            raise ValueError(f"size must be an int or a (p, q) pair, got {size!r}")
+        return tuple(_check_int(s, "size", minimum) for s in size)
+    if not isinstance(size, Integral) or isinstance(size, bool):
+        raise TypeError(f"size must be an int or a (p, q) pair, got {size!r}")
+    s = _check_int(size, "size", minimum)
+    return s, s
+
+
+def _check_odd_size(size):
+    """Square odd sizes only: the 3x3 stencils are grown symmetrically."""
+    s = _check_int(size, "size", 3)
+    if s % 2 == 0:
+        raise ValueError(f"size must be an odd int >= 3, got {size!r}")
+    return s
+
+
+def _check_float(value, name, low=0.0, high=math.inf):
+    if not isinstance(value, Real) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    if not (math.isfinite(value) and low < value <= high):
+        expected = f"> {low:g}" if high == math.inf else f"in ({low:g}, {high:g}]"
+        raise ValueError(f"{name} must be finite and {expected}, got {value!r}")
+    return float(value)
+
+
+def _check_floats(values, name, low=0.0, high=math.inf):
+    """One number or a non-empty sequence of them -> tuple of floats."""
+    if isinstance(values, (tuple, list, np.ndarray)) and np.ndim(values) > 0:
+        if len(values) == 0:
+            raise ValueError(f"{name} must not be empty")
+        return tuple(_check_float(v, name, low, high) for v in values)
+    return (_check_float(values, name, low, high),)
+
+
+def _finish(filters):
+    return np.ascontiguousarray(filters, dtype=np.float64)
+
+
+def _grid(p, q):
+    """Row and column offsets from the window centre (half-integers if even)."""
+    y = np.arange(p) - (p - 1) / 2
+    x = np.arange(q) - (q - 1) / 2
+    return np.meshgrid(y, x, indexing="ij")
+
+
+# --- fixed banks -------------------------------------------------------------
+
+_SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=np.float64)
+_PREWITT_X = np.array([[-1, 0, 1], [-1, 0, 1], [-1, 0, 1]], dtype=np.float64)
+# Diagonal stencils rising towards the bottom right (+x, +y) and top right.
+_SOBEL_D = np.array([[-2, -1, 0], [-1, 0, 1], [0, 1, 2]], dtype=np.float64)
+_PREWITT_D = np.array([[-1, -1, 0], [-1, 0, 1], [0, 1, 1]], dtype=np.float64)
+_LAPLACIAN = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], dtype=np.float64)
+
+
+def _grow(stencil, size, smoothing):
+    """Full 2-D convolution of a 3x3 stencil with a (size-2)^2 smoothing kernel.
+
+    This is how OpenCV builds its 5x5 and 7x7 Sobel kernels from binomial
+    rows; it keeps the stencil's sum and symmetries and returns it unchanged
+    for ``size == 3``.
+    """
+    m = size - 2
+    if smoothing == "binomial":
+        row = np.array([math.comb(m - 1, k) for k in range(m)], dtype=np.float64)
+    else:
+        row = np.ones(m)
+    kernel = np.outer(row, row)
+    out = np.zeros((size, size))
+    for (u, v), weight in np.ndenumerate(stencil):
+        out[u : u + m, v : v + m] += weight * kernel
+    return out
+
+
+def edges(size=3, kind="sobel", diagonals=True):
+    """Sobel or Prewitt first-derivative filters.
+
+    Parameters
+    ----------
+    size : int, default=3
+        Odd window size >= 3.  Size 3 gives the classic integer kernels;
+        a larger size smooths the 3x3 kernel by full convolution with a
+        ``(size-2) x (size-2)`` binomial (Sobel, as OpenCV does) or box
+        (Prewitt) kernel.
+    kind : {"sobel", "prewitt"}, default="sobel"
+        Smoothing across the derivative: ``[1, 2, 1]`` or ``[1, 1, 1]``.
+    diagonals : bool, default=True
+        Also return the two diagonal derivatives.
+
+    Returns
+    -------
+    filters : ndarray of shape (4, size, size) or (2, size, size)
+        In order: d/dx (positive where intensity grows with the column
+        index), d/dy (grows with the row index), then with ``diagonals`` the
+        derivative towards the bottom right (+x, +y) and towards the top
+        right (+x, -y).  Unnormalised, each sums to 0.
+
+    Examples
+    --------
+    >>> from skconv.filters import edges
+    >>> bank = edges()
+    >>> bank.shape
+    (4, 3, 3)
+    >>> print(bank[0])
+    [[-1.  0.  1.]
+     [-2.  0.  2.]
+     [-1.  0.  1.]]
+    """
+    size = _check_odd_size(size)
+    if kind not in ("sobel", "prewitt"):
+        raise ValueError(f"kind must be 'sobel' or 'prewitt', got {kind!r}")
+    if not isinstance(diagonals, (bool, np.bool_)):
+        raise TypeError(f"diagonals must be a bool, got {diagonals!r}")
+    sx, sd = (_SOBEL_X, _SOBEL_D) if kind == "sobel" else (_PREWITT_X, _PREWITT_D)
+    stencils = [sx, sx.T]
+    if diagonals:
+        stencils += [sd, sd[::-1]]
+    smoothing = "binomial" if kind == "sobel" else "box"
+    return _finish([_grow(s, size, smoothing) for s in stencils])
+
+
+def sobel(size=3, diagonals=True):
+    """Sobel derivative filters: ``edges(size, "sobel", diagonals)``.
+
+    Examples
+    --------
+    >>> from skconv.filters import sobel
+    >>> sobel(5, diagonals=False).shape
+    (2, 5, 5)
+    """
+    return edges(size, "sobel", diagonals)
+
+
+def prewitt(size=3, diagonals=True):
+    """Prewitt derivative filters: ``edges(size, "prewitt", diagonals)``.
+
+    Examples
+    --------
+    >>> from skconv.filters import prewitt
+    >>> print(prewitt(diagonals=False)[1])
+    [[-1. -1. -1.]
+     [ 0.  0.  0.]
+     [ 1.  1.  1.]]
+    """
+    return edges(size, "prewitt", diagonals)
+
+
+def laplacian(size=3):
+    """The discrete Laplacian.
+
+    Parameters
+    ----------
+    size : int, default=3
+        Odd window size >= 3.  Size 3 is the 5-point stencil
+        ``[[0, 1, 0], [1, -4, 1], [0, 1, 0]]``; larger sizes smooth it with a
+        ``(size-2) x (size-2)`` binomial kernel, as :func:`edges` does.
+
+    Returns
+    -------
+    filters : ndarray of shape (1, size, size)
+        Sums to 0, negative centre.
+
+    Examples
+    --------
+    >>> from skconv.filters import laplacian
+    >>> print(laplacian()[0])
+    [[ 0.  1.  0.]
+     [ 1. -4.  1.]
+     [ 0.  1.  0.]]
+    """
+    return _finish([_grow(_LAPLACIAN, _check_odd_size(size), "binomial")])
+
+
+def _gaussian_window(p, q, sigma):
+    y, x = _grid(p, q)
+    g = np.exp(-(x**2 + y**2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+def gaussian(size=5, sigmas=(0.5, 1.0, 2.0)):
+    """Isotropic Gaussian blurs, one per sigma.
+
+    Parameters
+    ----------
+    size : int or (p, q), default=5
+        Window size; the Gaussian is centred (between pixels for even sizes).
+    sigmas : float or sequence of float, default=(0.5, 1.0, 2.0)
+        Standard deviations in pixels, > 0.
+
+    Returns
+    -------
+    filters : ndarray of shape (len(sigmas), p, q)
+        Each sampled on the window and normalised to sum to 1.
+
+    Examples
+    --------
+    >>> from skconv.filters import gaussian
+    >>> bank = gaussian(size=3, sigmas=1.0)
+    >>> bank.shape, round(float(bank.sum()), 6)
+    ((1, 3, 3), 1.0)
+    """
+    p, q = _check_size(size)
+    sigmas = _check_floats(sigmas, "sigmas")
+    return _finish([_gaussian_window(p, q, s) for s in sigmas])
+
+
+def gabor(
+    size=7, n_orientations=4, frequencies=(0.15, 0.3), sigma=None, normalize=True
+):
+    """Real (even, cosine) Gabor filters.
+
+    ``g(x, y) = exp(-(x^2 + y^2) / (2 sigma^2)) * cos(2 pi f (x cos t + y sin t))``
+    on the window, with ``x`` the column and ``y`` the row offset from the
+    centre, then made zero-mean so flat regions give 0.  Unlike
+    ``skimage.filters.gabor_kernel`` the window size is fixed by ``size`` and
+    never grows with the frequency; the envelope is cut at the window edge.
+
+    Parameters
+    ----------
+    size : int or (p, q), default=7
+        Window size, >= 3 in each dimension.
+    n_orientations : int, default=4
+        Orientations ``t = pi * k / n_orientations``, ``k = 0 .. n-1``.
+        ``t`` is the direction of the wave vector, measured from the +x
+        (column) axis towards +y (down): ``t = 0`` responds to vertical
+        stripes.
+    frequencies : float or sequence of float, default=(0.15, 0.3)
+        Carrier frequencies in cycles per pixel, in (0, 0.5].
+    sigma : float or None, default=None
+        Envelope standard deviation in pixels.  None uses, per frequency,
+        ``min(0.56 / f, min(p, q) / 3)``: ``0.56 / f`` gives a one-octave
+        bandwidth (the ``bandwidth=1`` default of scikit-image), and the
+        cap makes the window at least 3 sigma wide so the envelope, not the
+        window edge, shapes the filter.
+    normalize : bool, default=True
+        Scale each filter to unit L2 norm.
+
+    Returns
+    -------
+    filters : ndarray of shape (len(frequencies) * n_orientations, p, q)
+        Frequency-major: filter ``i * n_orientations + k`` has frequency
+        ``frequencies[i]`` and orientation ``k``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconv.filters import gabor
+    >>> bank = gabor(size=5, n_orientations=2, frequencies=0.25)
+    >>> bank.shape
+    (2, 5, 5)
+    >>> abs(float(bank[0].sum())) < 1e-12, round(float(np.linalg.norm(bank[0])), 6)
+    (True, 1.0)
+    """
+    p, q = _check_size(size, 3)
+    n_orientations = _check_int(n_orientations, "n_orientations")
+    frequencies = _check_floats(frequencies, "frequencies", high=0.5)
+    if sigma is not None:
+        sigma = _check_float(sigma, "sigma")
+    if not isinstance(normalize, (bool, np.bool_)):
+        raise TypeError(f"normalize must be a bool, got {normalize!r}")
+    y, x = _grid(p, q)
+    filters = []
+    for f in frequencies:
+        s = min(0.56 / f, min(p, q) / 3) if sigma is None else sigma
+        envelope = np.exp(-(x**2 + y**2) / (2 * s**2))
+        for k in range(n_orientations):
+            t = np.pi * k / n_orientations
+            filters.append(
+                envelope * np.cos(2 * np.pi * f * (x * np.cos(t) + y * np.sin(t)))
+            )
+    filters = np.array(filters)
+    filters -= filters.mean(axis=(1, 2), keepdims=True)
+    if normalize:
+        filters /= np.linalg.norm(filters, axis=(1, 2), keepdims=True)
+    return _finish(filters)
+
+
+def log(size=7, sigmas=(1.0, 2.0)):
+    """Laplacian of Gaussian, scale-normalised and zero-mean.
+
+    Parameters
+    ----------
+    size : int or (p, q), default=7
+        Window size, >= 3 in each dimension.
+    sigmas : float or sequence of float, default=(1.0, 2.0)
+        Gaussian standard deviations in pixels, > 0.
+
+    Returns
+    -------
+    filters : ndarray of shape (len(sigmas), p, q)
+        ``sigma^2 * laplacian(G_sigma)`` sampled on the window (negative
+        centre, like :func:`laplacian`; the ``sigma^2`` makes responses
+        comparable across scales), minus its mean because the cut tails
+        would otherwise leave a response to flat regions.
+
+    Examples
+    --------
+    >>> from skconv.filters import log
+    >>> bank = log(size=5, sigmas=1.0)
+    >>> bank.shape, bool(bank[0, 2, 2] < 0), abs(float(bank.sum())) < 1e-12
+    ((1, 5, 5), True, True)
+    """
+    p, q = _check_size(size, 3)
+    sigmas = _check_floats(sigmas, "sigmas")
+    y, x = _grid(p, q)
+    r2 = x**2 + y**2
+    filters = np.array(
+        [
+            (r2 - 2 * s**2) / s**2 * np.exp(-r2 / (2 * s**2)) / (2 * np.pi * s**2)
+            for s in sigmas
+        ]
+    )
+    return _finish(filters - filters.mean(axis=(1, 2), keepdims=True))
+
+
+def dog(size=7, sigmas=(1.0,), ratio=1.6):
+    """Difference of Gaussians ``G_sigma - G_{ratio * sigma}``.
+
+    Parameters
+    ----------
+    size : int or (p, q), default=7
+        Window size, >= 3 in each dimension.
+    sigmas : float or sequence of float, default=(1.0,)
+        Inner standard deviations in pixels, > 0.
+    ratio : float, default=1.6
+        Outer over inner sigma, > 1 (1.6 approximates the Laplacian of
+        Gaussian, Marr & Hildreth).
+
+    Returns
+    -------
+    filters : ndarray of shape (len(sigmas), p, q)
+        Each Gaussian is normalised to sum to 1 on the window, so the
+        difference sums to 0 even when the outer one is cut.  Positive
+        centre (the opposite sign of :func:`log`).
+
+    Examples
+    --------
+    >>> from skconv.filters import dog
+    >>> bank = dog(size=5)
+    >>> bank.shape, bool(bank[0, 2, 2] > 0), abs(float(bank.sum())) < 1e-12
+    ((1, 5, 5), True, True)
+    """
+    p, q = _check_size(size, 3)
+    sigmas = _check_floats(sigmas, "sigmas")
+    ratio = _check_float(ratio, "ratio", low=1.0)
+    return _finish(
+        [_gaussian_window(p, q, s) - _gaussian_window(p, q, ratio * s) for s in sigmas]
+    )
+
+
+def random(n_filters=8, size=3, random_state=None):
+    """Gaussian random filters, each zero-mean with unit L2 norm.
+
+    Parameters
+    ----------
+    n_filters : int, default=8
+        Number of filters.
+    size : int or (p, q), default=3
+        Window size, with at least 2 pixels.
+    random_state : int, RandomState instance or None, default=None
+        Seed, see :term:`random_state`.
+
+    Returns
+    -------
+    filters : ndarray of shape (n_filters, p, q)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconv.filters import random
+    >>> bank = random(n_filters=2, size=(3, 4), random_state=0)
+    >>> bank.shape, np.round(np.linalg.norm(bank, axis=(1, 2)), 6).tolist()
+    ((2, 3, 4), [1.0, 1.0])
+    """
+    n_filters = _check_int(n_filters, "n_filters")
+    p, q = _check_size(size)
+    if p * q < 2:
+        raise ValueError(
+            f"size must hold at least 2 pixels for zero-mean filters, got {size!r}"
+        )
+    filters = check_random_state(random_state).standard_normal((n_filters, p, q))
+    filters -= filters.mean(axis=(1, 2), keepdims=True)
+    filters /= np.linalg.norm(filters, axis=(1, 2), keepdims=True)
+    return _finish(filters)
+
+
+def default(size=3):
+    """A mixed bank suited to small images such as the 8x8 digits.
+
+    Parameters
+    ----------
+    size : int, default=3
+        Odd window size >= 3.
+
+    Returns
+    -------
+    filters : ndarray of shape (9, size, size)
+        ``edges(size)`` (4 Sobel derivatives, with diagonals),
+        ``laplacian(size)`` (1) and ``gabor(size, n_orientations=4,
+        frequencies=0.25)`` (4 oriented line detectors), in this order.
+        On the digits (3x3, ReLU of +-response, 2x2 max pooling, logistic
+        regression, 5-fold CV) this scored 0.967, against 0.953 for edges
+        and Laplacian alone and 0.964 for 13 random filters; adding 4
+        random filters did not help (0.966).
+
+    Examples
+    --------
+    >>> from skconv.filters import default
+    >>> default().shape
+    (9, 3, 3)
+    """
+    size = _check_odd_size(size)
+    return combine(
+        edges(size), laplacian(size), gabor(size, n_orientations=4, frequencies=0.25)
+    )
+
+
+# --- learned banks -----------------------------------------------------------
+
+
+def _check_images(images):
+    images = np.asarray(images)
+    if images.ndim != 3 or images.shape[0] == 0:
+        raise ValueError(
+            f"images must have shape (n_images, height, width) with n_images >= 1, "
+            f"got shape {images.shape}"
+        )
+    if images.dtype.kind not in "fiu":
+        raise TypeError(f"images must hold real numbers, got dtype {images.dtype}")
+    if not np.isfinite(images).all():
+        raise ValueError("images must be finite, got NaN or inf values")
+    return images
+
+
+def _sample_patches(images, size, n_patches, random_state):
+    """Draw ``min(n_patches, n_positions)`` distinct patches, uniformly.
+
+    Every (image, row, column) position of a ``size`` window fully inside an
+    image is equally likely.  Returns a float64 array of shape (n, p, q).
+    """
+    images = _check_images(images)
+    p, q = _check_size(size)
+    n_patches = _check_int(n_patches, "n_patches")
+    b, h, w = images.shape
+    if h < p or w < q:
+        raise ValueError(
+            f"images of {h}x{w} pixels are smaller than the patch size {p}x{q}"
+        )
+    grid = (b, h - p + 1, w - q + 1)
+    n_positions = math.prod(grid)
+    # Draw positions first and gather only those windows: all the patches of
+    # a big batch would need p*q times the memory of the batch.  Sorting
+    # makes the gather walk memory in order.
+    flat = sample_without_replacement(
+        n_positions, min(n_patches, n_positions), random_state=random_state
+    )
+    n, i, j = np.unravel_index(np.sort(flat), grid)
+    windows = sliding_window_view(images, (p, q), axis=(1, 2))
+    return np.asarray(windows[n, i, j], dtype=np.float64)
+
+
+def _flat_centred_patches(images, size, n_patches, n_filters, rng):
+    """Sampled patches as rows, each minus its own mean; checks there are enough."""
+    patches = _sample_patches(images, size, n_patches, rng)
+    if len(patches) < n_filters:
+        raise ValueError(
+            f"only {len(patches)} patches can be drawn from images of shape "
+            f"{np.shape(images)} with n_patches={n_patches}, fewer than "
+            f"n_filters={n_filters}"
+        )
+    x = patches.reshape(len(patches), -1)
+    x = x - x.mean(axis=1, keepdims=True)
+    if not x.any():
+        raise ValueError(
+            "all sampled patches are flat (constant): there is nothing to learn"
+        )
+    return x
+
+
+def pca(images, n_filters=8, size=5, n_patches=10000, random_state=None):
+    """PCA filters of image patches: the first stage of PCANet (Chan et al. 2015).
+
+    Draws ``n_patches`` distinct patches uniformly over images and positions,
+    removes each patch's own mean and keeps the leading right singular
+    vectors of the patch matrix, i.e. the eigenvectors of the (uncentred)
+    second moment of the mean-removed patches, as in PCANet.
+
+    Parameters
+    ----------
+    images : array-like of shape (n_images, height, width)
+        Training images, real-valued.
+    n_filters : int, default=8
+        Number of filters, at most ``p * q - 1`` (removing the patch mean
+        leaves ``p * q - 1`` dimensions).
+    size : int or (p, q), default=5
+        Patch size.
+    n_patches : int, default=10000
+        Patches to draw; all positions are used when there are fewer.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the patch sampling, see :term:`random_state`.
+
+    Returns
+    -------
+    filters : ndarray of shape (n_filters, p, q)
+        Orthonormal (as flattened vectors) and zero-mean, by decreasing
+        explained variance.  The sign of each is fixed by making its
+        largest-magnitude entry positive (the first in row-major order among
+        entries within 1e-6 of the largest, so rounding cannot flip it).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconv.filters import pca
+    >>> images = np.random.RandomState(0).rand(10, 8, 8)
+    >>> bank = pca(images, n_filters=4, size=3, random_state=0)
+    >>> bank.shape, np.allclose(bank.reshape(4, -1) @ bank.reshape(4, -1).T, np.eye(4))
+    ((4, 3, 3), True)
+    """
+    n_filters = _check_int(n_filters, "n_filters")
+    p, q = _check_size(size)
+    if n_filters > p * q - 1:
+        raise ValueError(
+            f"n_filters must be at most p * q - 1 = {p * q - 1} for size "
+            f"{size!r}, got {n_filters}"
+        )
+    x = _flat_centred_patches(
+        images, (p, q), n_patches, n_filters, check_random_state(random_state)
+    )
+    filters = np.linalg.svd(x, full_matrices=False)[2][:n_filters]
+    mag = np.abs(filters)
+    lead = np.argmax(mag >= (1 - 1e-6) * mag.max(axis=1, keepdims=True), axis=1)
+    filters *= np.sign(filters[np.arange(n_filters), lead])[:, None]
+    return _finish(filters.reshape(n_filters, p, q))
+
+
+def kmeans(
+    images,
+    n_filters=16,
+    size=5,
+    n_patches=10000,
+    whiten=True,
+    random_state=None,
+    contrast_eps=None,
+    whiten_eps=0.1,
+):
+    """K-means filters of normalised, whitened patches (Coates, Lee & Ng 2011).
+
+    1. Draw ``n_patches`` distinct patches ``z`` uniformly (as :func:`pca`).
+    2. Contrast-normalise each: ``x = (z - mean(z)) / sqrt(var(z) + contrast_eps)``.
+    3. With ``whiten``, ZCA-whiten: ``m`` is the mean of the ``x``, ``C``
+       their covariance, ``W = C_eigvecs diag(1 / sqrt(eigvals + whiten_eps))
+       C_eigvecs^T`` (symmetric); without it ``W = I`` and ``m = 0``.
+    4. Run k-means (``sklearn.cluster.KMeans``, k-means++, ``n_init=3``) on
+       the ``W (x - m)`` to get centroids ``c_k``.
+    5. Fold the whitening into the filters: ``w_k = W c_k``.
+
+    What the filters compute, exactly: the linear response of centroid ``k``
+    to a patch (Coates et al. then turn distances to the centroids into
+    "triangle" activations) is ``c_k . W (x - m) = w_k . x - w_k . m``.
+    Correlating ``w_k`` with a raw patch ``z`` gives ``w_k . z``, and since
+    every ``w_k`` is zero-mean (patch normalisation and whitening keep all
+    data orthogonal to the constant patch), ``w_k . z = w_k . (z - mean(z))
+    = sqrt(var(z) + contrast_eps) * w_k . x``.  So the bank reproduces the
+    response up to (a) the per-patch contrast normalisation, which is not
+    linear and so cannot be folded: responses scale with local contrast, and
+    (b) the constant per-filter offset ``w_k . m``, which is dropped (it is
+    not zero in general; a downstream scaler or intercept absorbs it).
+
+    Parameters
+    ----------
+    images : array-like of shape (n_images, height, width)
+        Training images, real-valued.
+    n_filters : int, default=16
+        Number of filters (clusters); at most the number of patches drawn.
+    size : int or (p, q), default=5
+        Patch size, with at least 2 pixels.
+    n_patches : int, default=10000
+        Patches to draw; all positions are used when there are fewer.
+    whiten : bool, default=True
+        ZCA-whiten before clustering (and fold the whitening in).
+    random_state : int, RandomState instance or None, default=None
+        Seed of the patch sampling and of k-means, see :term:`random_state`.
+    contrast_eps : float or None, default=None
+        Added to each patch's variance before dividing by its square root,
+        so flat patches are not blown up into noise.  None scales Coates et
+        al.'s 10 (for pixels in 0..255) to the data range:
+        ``10 * (images.max() - images.min())**2 / 255**2``, about 0.039 for
+        the 0..16 digits.
+    whiten_eps : float, default=0.1
+        Added to the covariance eigenvalues (Coates et al.'s 0.1; the
+        normalised patches have unit scale whatever the data range).
+
+    Returns
+    -------
+    filters : ndarray of shape (n_filters, p, q)
+        The folded filters ``W c_k``, zero-mean, not normalised.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconv.filters import kmeans
+    >>> images = np.random.RandomState(0).rand(10, 8, 8)
+    >>> bank = kmeans(images, n_filters=4, size=3, n_patches=200, random_state=0)
+    >>> bank.shape, bool(np.allclose(bank.sum(axis=(1, 2)), 0))
+    ((4, 3, 3), True)
+    """
+    n_filters = _check_int(n_filters, "n_filters")
+    p, q = _check_size(size)
+    if p * q < 2:
+        raise ValueError(f"size must hold at least 2 pixels, got {size!r}")
+    if not isinstance(whiten, (bool, np.bool_)):
+        raise TypeError(f"whiten must be a bool, got {whiten!r}")
+    whiten_eps = _check_float(whiten_eps, "whiten_eps")
+    if contrast_eps is not None:
+        contrast_eps = _check_float(contrast_eps, "contrast_eps")
+    rng = check_random_state(random_state)
+    x = _flat_centred_patches(images, (p, q), n_patches, n_filters, rng)
+    if contrast_eps is None:
+        contrast_eps = 10 * float(np.ptp(images)) ** 2 / 255**2
+    x /= np.sqrt(x.var(axis=1, keepdims=True) + contrast_eps)
+    if whiten:
+        m = x.mean(axis=0)
+        eigvals, eigvecs = np.linalg.eigh(np.cov(x, rowvar=False))
+        w = (eigvecs / np.sqrt(np.maximum(eigvals, 0) + whiten_eps)) @ eigvecs.T
+        x = (x - m) @ w
+    km = KMeans(n_clusters=n_filters, n_init=3, random_state=rng).fit(x)
+    filters = km.cluster_centers_ @ w if whiten else km.cluster_centers_
+    return _finish(filters.reshape(n_filters, p, q))
+
+
+# --- registry ----------------------------------------------------------------
+
+FIXED_BANKS = {
+    "default": default,
+    "dog": dog,
+    "edges": edges,
+    "gabor": gabor,
+    "gaussian": gaussian,
+    "laplacian": laplacian,
+    "log": log,
+    "prewitt": prewitt,
+    "random": random,
+    "sobel": sobel,
+}
+LEARNED_BANKS = {"kmeans": kmeans, "pca": pca}
+
+
+def bank_names():
+    """Names of all banks, fixed and learned, sorted.
+
+    Examples
+    --------
+    >>> from skconv.filters import bank_names
+    >>> bank_names()[:4]
+    ['default', 'dog', 'edges', 'gabor']
+    """
+    return sorted([*FIXED_BANKS, *LEARNED_BANKS])
+
+
+def _lookup(name, learned):
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {name!r}")
+    wanted, other = (
+        (LEARNED_BANKS, FIXED_BANKS) if learned else (FIXED_BANKS, LEARNED_BANKS)
+    )
+    if name in wanted:
+        return wanted[name]
+    if name in other:
+        hint = "make_bank(name, ...)" if learned else "learn_bank(name, images, ...)"
+        kind = "fixed" if learned else "learned"
+        raise ValueError(f"{name!r} is a {kind} filter bank: use {hint}")
+    raise ValueError(
+        f"unknown filter bank {name!r}; known banks: {', '.join(bank_names())}"
+    )
+
+
+def _call(name, func, params, *args):
+    accepted = [a for a in inspect.signature(func).parameters if a != "images"]
+    # The transformer may hand its random_state to every bank; deterministic
+    # banks have no use for it.
+    if "random_state" not in accepted:
+        params.pop("random_state", None)
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise TypeError(
+            f"filter bank {name!r} got unexpected parameter(s) {', '.join(unknown)}; "
+            f"it accepts: {', '.join(accepted)}"
+        )
+    return _finish(func(*args, **params))
+
+
+def make_bank(name, **params):
+    """Build a fixed filter bank by name.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`FIXED_BANKS`.
+    **params
+        Keyword arguments of that bank's function.  ``random_state`` is
+        always accepted and ignored by banks that do not use it.
+
+    Returns
+    -------
+    filters : ndarray of shape (K, p, q)
+
+    Raises
+    ------
+    ValueError
+        Unknown or learned ``name``.
+    TypeError
+        A parameter the bank does not accept.
+
+    Examples
+    --------
+    >>> from skconv.filters import make_bank
+    >>> make_bank("gabor", size=5, n_orientations=6).shape
+    (12, 5, 5)
+    >>> make_bank("sobel", random_state=0).shape
+    (4, 3, 3)
+    """
+    return _call(name, _lookup(name, learned=False), params)
+
+
+def is_learned(name):
+    """Whether the bank ``name`` must be learned from images.
+
+    Raises ValueError for an unknown name.
+
+    Examples
+    --------
+    >>> from skconv.filters import is_learned
+    >>> is_learned("pca"), is_learned("gabor")
+    (True, False)
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {name!r}")
+    if name not in FIXED_BANKS and name not in LEARNED_BANKS:
+        raise ValueError(
+            f"unknown filter bank {name!r}; known banks: {', '.join(bank_names())}"
+        )
+    return name in LEARNED_BANKS
+
+
+def learn_bank(name, images, **params):
+    """Learn a filter bank by name from images.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`LEARNED_BANKS`.
+    images : array-like of shape (n_images, height, width)
+        Training images (float32 or float64; integers are accepted too).
+    **params
+        Keyword arguments of that bank's function.
+
+    Returns
+    -------
+    filters : ndarray of shape (K, p, q), float64
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconv.filters import learn_bank
+    >>> images = np.random.RandomState(0).rand(10, 8, 8).astype(np.float32)
+    >>> bank = learn_bank("pca", images, n_filters=3, size=3, random_state=0)
+    >>> bank.shape, bank.dtype
+    ((3, 3, 3), dtype('float64'))
+    """
+    return _call(name, _lookup(name, learned=True), params, images)
+
+
+def combine(*banks):
+    """Stack filter banks of the same filter size into one.
+
+    Parameters
+    ----------
+    *banks : array-like of shape (K_i, p, q)
+        Banks with the same ``(p, q)``.
+
+    Returns
+    -------
+    filters : ndarray of shape (sum K_i, p, q)
+
+    Examples
+    --------
+    >>> from skconv.filters import combine, edges, laplacian
+    >>> combine(edges(), laplacian()).shape
+    (5, 3, 3)
+    """
+    if not banks:
+        raise ValueError("combine needs at least one filter bank")
+    arrays = []
+    for i, bank in enumerate(banks):
+        a = np.asarray(bank)
+        if a.ndim != 3 or 0 in a.shape:
+            raise ValueError(
+                f"bank {i} must have shape (K, p, q) with no empty axis, got {a.shape}"
+            )
+        if a.dtype.kind not in "fiu":
+            raise TypeError(f"bank {i} must hold real numbers, got dtype {a.dtype}")
+        if not np.isfinite(a).all():
+            raise ValueError(f"bank {i} must be finite, got NaN or inf values")
+        arrays.append(a)
+    sizes = sorted({a.shape[1:] for a in arrays})
+    if len(sizes) > 1:
+        raise ValueError(
+            f"cannot combine banks of different filter sizes {sizes}; pass them to "
+            f"the transformer as a list of banks instead, which allows different sizes"
+        )
+    return _finish(np.concatenate(arrays))
