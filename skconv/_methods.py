@@ -833,6 +833,7 @@ def _small_gemm(m, n, k=64):
     output sides are rounded up to a 16x16 micro-tile and whose inner
     dimension to 8 (the kernels unroll it).
     """
+    m, n, k = max(m, 1), max(n, 1), max(k, 1)  # (empty batches plan too)
     pm, pn, pk = -(-m // 16) * 16, -(-n // 16) * 16, -(-k // 8) * 8
     return pm * pn * pk / (m * n * k) - 1.0
 

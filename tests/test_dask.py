@@ -25,7 +25,9 @@ def test_transform_is_lazy_with_the_right_shape_and_chunks():
     assert Z.shape == (1000, n_out) == (1000, 4 * 2 * 14 * 14)
     assert Z.chunks == ((300, 300, 300, 100), (n_out,))
     assert Z.dtype == np.float32
-    np.testing.assert_array_equal(Z.compute(), conv.transform(X))
+    # float32 GEMMs that span a different number of images round differently
+    # (by an ulp), so chunks of 300 agree with one batch of 1000 to rounding.
+    np.testing.assert_allclose(Z.compute(), conv.transform(X), rtol=2e-6, atol=1e-6)
 
 
 def test_nothing_is_computed_until_asked():

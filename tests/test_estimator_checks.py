@@ -24,7 +24,7 @@ _rng = np.random.RandomState(0)
 # to fit such images (or, for 1 feature, to fail with a message naming
 # n_features=1, which check_fit2d_1feature accepts).
 INSTANCES = [
-    # the defaults: the "default" bank of 13 3x3 filters, "same" padding
+    # the defaults: the "default" bank of 3x3 filters, "same" padding
     BatchConv2DTransformer(),
     # a (K, p, q) array given in the instance
     BatchConv2DTransformer(filters=_rng.randn(3, 3, 3)),
