@@ -3,6 +3,7 @@
 import numbers
 import os
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -307,7 +308,15 @@ def _n_threads(n_jobs):
         raise TypeError(f"n_jobs must be None or an int; got {n_jobs!r}.")
     if n_jobs == 0:
         raise ValueError("n_jobs must not be 0; use None, a positive int or -1.")
-    return max(1, min(effective_n_jobs(n_jobs), os.cpu_count() or 1))
+    if n_jobs == 1:
+        return 1
+    with warnings.catch_warnings():
+        # Inside a dask worker or another daemonic process joblib warns that it
+        # falls back to one job, on every call; one thread is the right answer.
+        warnings.filterwarnings("ignore", message="Inside a Dask worker")
+        warnings.filterwarnings("ignore", message=".*daemonic processes")
+        n = effective_n_jobs(n_jobs)
+    return max(1, min(n, os.cpu_count() or 1))
 
 
 # --- conv2d ----------------------------------------------------------------
@@ -376,10 +385,17 @@ def conv2d(
         Spacing between filter taps (torch's ``dilation``).
     flip : bool, default=False
         Flip the filters along both spatial axes: true convolution.
-    method : str, default="auto"
-        How to contract: "auto" picks the fastest strategy by a cost model;
+    method : {"auto", "einsum", "rowgemm", "rowgemm_wide", "toeplitz", \
+            "operator", "separable", "taps"}, default="auto"
+        How to contract.  "auto" picks the fastest strategy by a cost model
+        fitted on measurements (see ``skconv/_methods.py`` and the README);
         "einsum" is the reference (one ``np.einsum`` over a strided window
-        view, no copies).  All methods give the same result up to rounding.
+        view, no copies); "rowgemm" and "rowgemm_wide" are row-window GEMMs,
+        "toeplitz" banded products for one or two filters, "operator" one
+        product with a cached whole-image operator for tiny images,
+        "separable" two 1-D passes from the filters' SVD, "taps"
+        shift-and-add for filters of at most 16 taps.  All methods give the
+        same result up to rounding.
     out : ndarray, optional
         Where to write the result; it must have exactly the result's shape
         and dtype, be writeable and not overlap ``images``.
@@ -578,8 +594,6 @@ def _chunk_size(plan, images, method_obj, n_threads, out_buffer):
         return m * copy + method_obj.workspace_bytes(spec, m * per_input)
 
     if need(1) > budget:
-        import warnings
-
         warnings.warn(
             f"working_memory of {get_config()['working_memory']} MiB is too small "
             f"for one image ({need(1) / 2**20:.1f} MiB of temporaries per image "
