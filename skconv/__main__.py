@@ -46,7 +46,7 @@ def demo(args):
     X, y = load_digits(return_X_y=True)
     print(f"scikit-learn digits: {X.shape[0]} images of 8x8 pixels, 5-fold cross-validation "
           "(no shuffling) of StandardScaler + LogisticRegression")
-    header = f"{'pipeline':40s} {'n_features':>10s} {'transform':>10s} {'accuracy':>9s}"
+    header = f"{'pipeline':40s} {'n_features':>10s} {'fit+transform':>13s} {'accuracy':>9s}"
     print(header)
     print("-" * len(header))
     configs = DEMO_CONFIGS if not args.quick else DEMO_CONFIGS[:3]
@@ -62,7 +62,7 @@ def demo(args):
         model = make_pipeline(step, StandardScaler(), LogisticRegression(max_iter=2000))
         score = cross_val_score(model, X, y, cv=5, n_jobs=args.n_jobs).mean()
         timing = "-" if params is None else f"{elapsed * 1e3:.1f} ms"
-        print(f"{label:40s} {n_features:10d} {timing:>10s} {score:9.3f}", flush=True)
+        print(f"{label:40s} {n_features:10d} {timing:>13s} {score:9.3f}", flush=True)
     return 0
 
 
@@ -81,7 +81,8 @@ def main(argv=None):
     )
     demo_parser.add_argument("--quick", action="store_true", help="only the first three pipelines")
     demo_parser.add_argument(
-        "--n-jobs", type=int, default=None, help="processes for cross-validation (joblib convention)"
+        "--n-jobs", type=int, default=-1,
+        help="processes for cross-validation (joblib convention; default -1: all cores)",
     )
     sub.add_parser(
         "bench",
