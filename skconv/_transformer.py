@@ -764,17 +764,7 @@ class BatchConv2DTransformer(
                 )
             images_shape = (1,) + tuple(image_shape) + ((1,) if add_axis else ())
             try:
-                plan = plan_conv2d(
-                    images_shape,
-                    dtype,
-                    bank.shape,
-                    padding=self.padding,
-                    pad_mode=self.pad_mode,
-                    stride=self.stride,
-                    dilation=self.dilation,
-                    flip=self.flip,
-                    method=self.method,
-                )
+                plan = plan_conv2d(images_shape, dtype, bank.shape, **self._conv_kwargs())
             except (TypeError, ValueError) as exc:
                 raise _contextual(exc, context) from exc
             _, n_maps, out_h, out_w = plan.out_shape
@@ -798,6 +788,16 @@ class BatchConv2DTransformer(
             start += size
             first_filter += bank.shape[0]
         return groups
+
+    def _conv_kwargs(self):
+        return dict(
+            padding=self.padding,
+            pad_mode=self.pad_mode,
+            stride=self.stride,
+            dilation=self.dilation,
+            flip=self.flip,
+            method=self.method,
+        )
 
     def _pool_kwargs(self):
         return dict(
@@ -835,15 +835,7 @@ class BatchConv2DTransformer(
         if group.add_channel_axis:
             images = images[..., None]
         n = images.shape[0]
-        conv_kwargs = dict(
-            padding=self.padding,
-            pad_mode=self.pad_mode,
-            stride=self.stride,
-            dilation=self.dilation,
-            flip=self.flip,
-            method=self.method,
-            n_jobs=self.n_jobs,
-        )
+        conv_kwargs = dict(self._conv_kwargs(), n_jobs=self.n_jobs)
         direct = self.pooling is None and self.activation != "split"
         if direct:
             # The maps are the features: let conv2d write into the output

@@ -25,29 +25,14 @@ from skconv._methods import (
     filter_rank,
 )
 
+from _oracles import naive_conv2d
+
 FAST = [name for name in METHODS if name != "einsum"]
 
 
 def naive(x, w, stride=(1, 1), dilation=(1, 1)):
-    """out[n, k, i, j] = sum x[n, i*sh + u*dh, j*sw + v*dw, c] w[k, u, v, c], in float64.
-
-    x (n, H, W, C) already padded, w (K, p, q, C); one output pixel at a time.
-    """
-    x = x.astype(np.float64)
-    w = w.astype(np.float64)
-    n, height, width, _ = x.shape
-    k, p, q, _ = w.shape
-    (sh, sw), (dh, dw) = stride, dilation
-    oh = (height - dh * (p - 1) - 1) // sh + 1
-    ow = (width - dw * (q - 1) - 1) // sw + 1
-    out = np.zeros((n, k, oh, ow))
-    for b in range(n):
-        for f in range(k):
-            for i in range(oh):
-                for j in range(ow):
-                    patch = x[b, i * sh : i * sh + dh * (p - 1) + 1 : dh, j * sw : j * sw + dw * (q - 1) + 1 : dw]
-                    out[b, f, i, j] = np.sum(patch * w[f])
-    return out
+    """The definition on an already padded (n, H, W, C) x and (K, p, q, C) w."""
+    return naive_conv2d(x, w, stride=stride, dilation=dilation)
 
 
 def tolerance(dtype, x, w):
