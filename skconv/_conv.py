@@ -400,9 +400,11 @@ def conv2d(
         Where to write the result; it must have exactly the result's shape
         and dtype, be writeable and not overlap ``images``.
     n_jobs : int, default=None
-        Threads to split the batch over (BLAS runs single-threaded inside
-        them).  None means 1 unless in a :func:`joblib.parallel_config`
-        context; -1 means all cores.
+        Threads to split the batch over, for the strategies that split it
+        (BLAS then runs single-threaded inside them); the strategies made of
+        a few large products run on BLAS's own threads whatever ``n_jobs``
+        is, so cores are never oversubscribed.  None means 1 unless in a
+        :func:`joblib.parallel_config` context; -1 means all cores.
 
     Returns
     -------

@@ -185,7 +185,8 @@ class BatchConv2DTransformer(
         rounding.
 
     n_jobs : int, default=None
-        Threads :func:`skconv.conv2d` splits each chunk over (BLAS then runs
+        ``n_jobs`` of :func:`skconv.conv2d`: threads it splits each chunk
+        over when its strategy splits the batch (BLAS then runs
         single-threaded inside them).  None means 1 unless in a
         :func:`joblib.parallel_config` context; -1 means all cores.  Keep
         the default when the transformer runs inside a parallel
@@ -257,8 +258,9 @@ class BatchConv2DTransformer(
     **Input.** ``X`` must be dense: sparse input raises a TypeError (images
     are dense; densify chunks of rows with ``.toarray()``).  float32 input
     gives float32 features, any other real dtype float64; the dtype cast and
-    any contiguous copy are done chunk by chunk, never on the whole ``X``.
-    ``X`` is never modified.
+    any contiguous copy are done chunk by chunk, never on the whole ``X``
+    (except in ``fit`` of a learned bank, which casts the training images
+    it samples patches from once).  ``X`` is never modified.
 
     Examples
     --------
