@@ -1,10 +1,16 @@
-"""Fit the coefficients of skconv's cost model (``method="auto"``) on this machine.
+"""Fit the weights of skconv's cost model (``method="auto"``) on this machine.
 
-Usage::
+Usage, from the repository root::
 
     python benchmarks/fit_cost_model.py measure   # ~10 min: times the sweep
-    python benchmarks/fit_cost_model.py fit       # fits, reports, prints the block
-    python benchmarks/fit_cost_model.py fit --write   # ... and writes it into skconv/_methods.py
+    python benchmarks/fit_cost_model.py fit       # fits and reports (stored model vs refit)
+    python benchmarks/fit_cost_model.py fit --write > benchmarks/fit_report.txt
+                                                  # ... and writes skconv/cost_model.json
+
+This is a maintainer's tool for the package's internals: it reads the
+strategies' counts of work (skconv._costmodel.features) and runs conv2d's
+driver with the threading mode forced both ways (skconv._conv.run_plan with
+a modified choice), which the public API does not offer.
 
 The reasoning
 -------------
@@ -15,8 +21,8 @@ many small products (K filters by out_w columns) and copies q shifted rows of
 every image; a Toeplitz product wastes the zeros of a banded matrix but runs
 a few long GEMMs on free views; the whole-image operator wastes even more
 zeros in one single GEMM; the low-rank path does far fewer flops in two passes.
-So each strategy describes a problem by the counts that drive its time (see
-the ``*_features`` functions in skconv/_methods.py):
+So each strategy describes a problem by the counts that drive its time (their
+``features`` in skconv/_strategies.py):
 
     const  1 (Python and NumPy call overhead, a few tens of microseconds)
     flops  flops its GEMMs execute, zeros of banded/operator matrices included
@@ -40,6 +46,18 @@ only ever add time).  Nonnegativity keeps the model
 physical (no strategy gets faster by doing more), so it extrapolates sanely
 to shapes outside the sweep.
 
+Which weights are kept
+----------------------
+A feature that is a linear combination of the ones before it over a group's
+problems gets no weight: its weight would be arbitrary.  That drops unused
+features, constant ones (collinear with ``const``) and exact multiples (taps
+moves 2 * itemsize bytes per flop).  After the fit, a weight whose term never makes
+more than ``KEEP_SHARE`` (0.1 %) of any estimate on the sweep is set to zero
+and the others are refitted: such a term cannot move a choice (the model's
+own error is 6-60 %) and its value is whatever the optimiser stopped at
+(values like 1e-29 before this rule).  Repeated until every kept term
+matters somewhere.
+
 The sweep (``measure``) is a set of random problems drawn over the ranges
 the workloads span (images 6-96 px, 1-32 filters, filters 1-15 px, batches
 10-5000, some with 3 channels, stride 2, dilation 2, and filter banks of
@@ -57,25 +75,23 @@ been (geometric mean and worst ratio), for n_jobs=1 and n_jobs=2.
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from dataclasses import replace
 
 import numpy as np
+from bench import machine_info, time_interleaved  # benchmarks/bench.py, next to this file
+
+from skconv._conv import _check_finite_images, _setup, run_plan
+from skconv._costmodel import FEATURES, MODES, features
+from skconv._plan import ConvSpec
+from skconv._strategies import METHODS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)
-
-from skconv import conv2d  # noqa: E402
-from skconv import _methods  # noqa: E402
-from skconv._bench import forced_split, machine_info, time_interleaved  # noqa: E402
-from skconv._conv import plan_conv2d  # noqa: E402
-
 SWEEP_PATH = os.path.join(HERE, "cost_model_sweep.json")
-METHODS_PATH = os.path.join(ROOT, "skconv", "_methods.py")
-MODES = ("blas", "threads", "single")
+MODEL_PATH = os.path.join(ROOT, "skconv", "cost_model.json")
+KEEP_SHARE = 1e-3
 WORKLOADS = [
     (1000, 28, 28, 1, 1, 5, 5),
     (1000, 28, 28, 1, 8, 5, 5),
@@ -118,12 +134,19 @@ def make_filters(rng, k, p, q, c, rank):
 
 def spec_fields(spec):
     return {
-        "n_images": spec.n_images, "height": spec.height, "width": spec.width,
-        "n_channels": spec.n_channels, "n_filters": spec.n_filters,
-        "filter_height": spec.filter_height, "filter_width": spec.filter_width,
-        "stride": list(spec.stride), "dilation": list(spec.dilation),
-        "out_height": spec.out_height, "out_width": spec.out_width,
-        "dtype": np.dtype(spec.dtype).name, "filter_rank": spec.filter_rank,
+        "n_images": spec.n_images,
+        "height": spec.height,
+        "width": spec.width,
+        "n_channels": spec.n_channels,
+        "n_filters": spec.n_filters,
+        "filter_height": spec.filter_height,
+        "filter_width": spec.filter_width,
+        "stride": list(spec.stride),
+        "dilation": list(spec.dilation),
+        "out_height": spec.out_height,
+        "out_width": spec.out_width,
+        "dtype": np.dtype(spec.dtype).name,
+        "filter_rank": spec.filter_rank,
     }
 
 
@@ -131,48 +154,63 @@ def spec_from(fields):
     f = dict(fields)
     f["stride"], f["dilation"] = tuple(f["stride"]), tuple(f["dilation"])
     f["dtype"] = np.dtype(f["dtype"])
-    return _methods.ConvSpec(**f)
+    return ConvSpec(**f)
+
+
+def forced_call(x, bank, split, **kwargs):
+    """conv2d(x, bank, **kwargs) with the threading mode forced (split_batch=split)."""
+
+    def call():
+        images, weights, plan, choice = _setup(x, bank, **kwargs)
+        result = np.empty(plan.out_shape, plan.dtype)
+        _check_finite_images(images)
+        run_plan(images, weights, plan, replace(choice, split_batch=split), result)
+        return result
+
+    return call
 
 
 def measure_one(problem, dtype, rng, rounds, pause):
     n, h, w, c, k, p, q, stride, dilation, rank = problem
     x = rng.standard_normal((n, h, w) if c == 1 else (n, h, w, c)).astype(dtype)
     bank = make_filters(rng, k, p, q, c, rank).astype(dtype)
-    spec = plan_conv2d(x.shape, x.dtype, bank.shape, stride=stride, dilation=dilation).spec
-    wts = bank if bank.ndim == 4 else bank[..., None]
-    spec = replace(spec, filter_rank=_methods.filter_rank(np.ascontiguousarray(wts)))
+    spec = _setup(x, bank, stride=stride, dilation=dilation)[3].spec  # with the filters' rank
     records = []
     for mode in MODES:
         jobs = 2 if mode == "threads" else 1
         candidates = {}
-        for name, method in _methods.METHODS.items():
-            if not method.supports(spec):
+        for name, strategy in METHODS.items():
+            if not strategy.supports(spec):
                 continue
             if name == "einsum" and n * spec.macs_per_image > 3e7:
                 continue
-            candidates[name] = (
-                lambda name=name: conv2d(x, bank, stride=stride, dilation=dilation, method=name, n_jobs=jobs)
+            candidates[name] = forced_call(
+                x, bank, mode != "blas", stride=stride, dilation=dilation, method=name, n_jobs=jobs
             )
-        with forced_split(mode):
-            # A strategy taking over 0.3 s is far from the best one: time it
-            # twice (the first call is cold) rather than hold up the sweep.
-            slow = {}
-            for name, fn in list(candidates.items()):
+        # A strategy taking over 0.3 s is far from the best one: time it
+        # twice (the first call is cold) rather than hold up the sweep.
+        slow = {}
+        for name, fn in list(candidates.items()):
+            start = time.perf_counter()
+            fn()
+            elapsed = time.perf_counter() - start
+            if elapsed > 0.3:
                 start = time.perf_counter()
                 fn()
-                elapsed = time.perf_counter() - start
-                if elapsed > 0.3:
-                    start = time.perf_counter()
-                    fn()
-                    slow[name] = [elapsed, time.perf_counter() - start]
-                    del candidates[name]
-            samples = time_interleaved(candidates, rounds, rng, pause=pause)
-            samples.update(slow)
+                slow[name] = [elapsed, time.perf_counter() - start]
+                del candidates[name]
+        samples = time_interleaved(candidates, rounds, rng, pause=pause)
+        samples.update(slow)
         for name, times in samples.items():
-            records.append({
-                "spec": spec_fields(spec), "method": name, "mode": mode,
-                "seconds": float(np.median(times)), "samples": [float(t) for t in times],
-            })
+            records.append(
+                {
+                    "spec": spec_fields(spec),
+                    "method": name,
+                    "mode": mode,
+                    "seconds": float(np.median(times)),
+                    "samples": [float(t) for t in times],
+                }
+            )
     return records
 
 
@@ -184,11 +222,19 @@ def measure(args):
     start = time.time()
     for i, problem in enumerate(problems):
         for dtype in (np.float32, np.float64):
-            print(f"[{i + 1}/{len(problems)} {time.time() - start:.0f}s] {problem} {np.dtype(dtype).name}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"[{i + 1}/{len(problems)} {time.time() - start:.0f}s] {problem} "
+                f"{np.dtype(dtype).name}",
+                file=sys.stderr,
+                flush=True,
+            )
             records += measure_one(problem, dtype, rng, args.rounds, args.pause)
-    data = {"machine": machine_info(), "date": time.strftime("%Y-%m-%d %H:%M"),
-            "rounds": args.rounds, "records": records}
+    data = {
+        "machine": machine_info(),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "rounds": args.rounds,
+        "records": records,
+    }
     with open(args.out, "w") as fh:
         json.dump(data, fh, indent=0)
     print(f"wrote {len(records)} timings to {args.out}", file=sys.stderr)
@@ -197,11 +243,9 @@ def measure(args):
 # --- fitting -------------------------------------------------------------------
 
 
-def features(name, spec):
-    f = _methods._FEATURE_FUNCTIONS[name](spec)
-    f["const"] = 1.0
-    f["out"] = _methods._out_bytes(spec)
-    return np.array([f.get(k, 0.0) for k in _methods.FEATURES])
+def feature_vector(name, spec):
+    counts = features(name, spec)
+    return np.array([counts.get(f, 0.0) for f in FEATURES])
 
 
 def fit_log(rows, times):
@@ -228,6 +272,31 @@ def fit_log(rows, times):
     return result.x / scale
 
 
+def fit_group(x, t):
+    """Weights for one (strategy, dtype, mode): see "Which weights are kept"."""
+    n_features = x.shape[1]
+    # Features that are linear combinations of the ones before them over the
+    # group's problems get no weight of their own (it would be arbitrary):
+    # unused ones (all zero), constant ones (collinear with const) and exact
+    # multiples (taps moves 2 * itemsize bytes per flop).
+    scaled = x / np.maximum(np.abs(x).max(axis=0), 1e-300)
+    used = np.zeros(n_features, bool)
+    for j in range(n_features):
+        trial = used.copy()
+        trial[j] = True
+        if np.linalg.matrix_rank(scaled[:, trial], tol=1e-9) == trial.sum():
+            used = trial
+    while True:
+        coef = np.zeros(n_features)
+        coef[used] = fit_log(x[:, used], t)
+        pred = x @ coef
+        share = (x * coef / pred[:, None]).max(axis=0)  # largest part of any estimate
+        negligible = used & (share < KEEP_SHARE)
+        if not negligible.any() or negligible.sum() == used.sum():
+            return coef
+        used &= ~negligible
+
+
 def fit_groups(records):
     groups = {}
     for r in records:
@@ -235,18 +304,47 @@ def fit_groups(records):
         key = (r["method"], r["spec"]["dtype"], r["mode"])
         # The fastest sample: other processes on this shared machine only
         # ever add time, so the minimum is the best estimate of the cost.
-        groups.setdefault(key, []).append((features(r["method"], spec), min(r["samples"])))
-    coefficients, quality = {}, {}
+        groups.setdefault(key, []).append((feature_vector(r["method"], spec), min(r["samples"])))
+    coefficients = {}
     for key, rows in sorted(groups.items()):
         x = np.array([f for f, _ in rows])
         t = np.array([s for _, s in rows])
-        used = np.abs(x).max(axis=0) > 0  # a strategy's unused features get 0
-        coef = np.zeros(x.shape[1])
-        coef[used] = fit_log(x[:, used], t)
-        pred = x @ coef
-        coefficients[key] = tuple(float(f"{c:.4g}") for c in coef)
-        quality[key] = (len(t), float(np.sqrt(np.mean(np.log(pred / t) ** 2))))
-    return coefficients, quality
+        coef = fit_group(x, t)
+        coefficients[key] = {
+            f: float(f"{c:.4g}") for f, c in zip(FEATURES, coef, strict=True) if c > 0
+        }
+    return coefficients
+
+
+def model_coefficients(model):
+    """{(strategy, dtype, mode): {feature: weight}} of a stored model."""
+    return {
+        (name, dtype, mode): weights
+        for name, by_dtype in model["coefficients"].items()
+        for dtype, by_mode in by_dtype.items()
+        for mode, weights in by_mode.items()
+    }
+
+
+def predict(coefficients, key, vector):
+    weights = coefficients.get(key)
+    if weights is None:
+        return None
+    return float(sum(weights.get(f, 0.0) * v for f, v in zip(FEATURES, vector, strict=True)))
+
+
+def fit_errors(records, coefficients):
+    """Per group: (problems, rms log error of the estimates, weights kept)."""
+    errors = {}
+    for r in records:
+        key = (r["method"], r["spec"]["dtype"], r["mode"])
+        est = predict(coefficients, key, feature_vector(r["method"], spec_from(r["spec"])))
+        if est:
+            errors.setdefault(key, []).append(np.log(est / min(r["samples"])))
+    return {
+        key: (len(e), float(np.sqrt(np.mean(np.square(e)))), len(coefficients[key]))
+        for key, e in sorted(errors.items())
+    }
 
 
 def choice_quality(records, coefficients):
@@ -267,10 +365,12 @@ def choice_quality(records, coefficients):
     for key, times in by_problem.items():
         spec = spec_from(json.loads(key))
         dtype = spec.dtype.name
+        vectors = {}
 
-        def estimate(name, mode):
-            coef = coefficients.get((name, dtype, mode))
-            return None if coef is None else float(features(name, spec) @ np.array(coef))
+        def estimate(name, mode, spec=spec, dtype=dtype, vectors=vectors):
+            if name not in vectors:
+                vectors[name] = feature_vector(name, spec)
+            return predict(coefficients, (name, dtype, mode), vectors[name])
 
         for jobs in (1, 2):
             split_mode = "single" if jobs == 1 else "threads"
@@ -290,70 +390,100 @@ def choice_quality(records, coefficients):
             ratio = picks[pick][1] / min(allowed)
             ratios[jobs].append(ratio)
             if ratio > worst[jobs][0]:
-                best = min(((m, mode) for (m, mode) in times if mode in ("blas", split_mode)), key=times.get)
+                best = min(
+                    ((m, mode) for (m, mode) in times if mode in ("blas", split_mode)),
+                    key=times.get,
+                )
                 worst[jobs] = (ratio, (key, (pick, picks[pick][2]), best))
     return {
         jobs: (float(np.exp(np.mean(np.log(r)))), max(r), len(r), worst[jobs][1])
-        for jobs, r in ratios.items() if r
+        for jobs, r in ratios.items()
+        if r
     }
 
 
 def cross_validate(records, folds=2, seed=0):
     keys = sorted({json.dumps(r["spec"], sort_keys=True) for r in records})
     rng = np.random.default_rng(seed)
-    fold_of = dict(zip(keys, rng.integers(0, folds, len(keys))))
+    fold_of = dict(zip(keys, rng.integers(0, folds, len(keys)), strict=True))
     result = {1: [], 2: []}
     for fold in range(folds):
         train = [r for r in records if fold_of[json.dumps(r["spec"], sort_keys=True)] != fold]
         test = [r for r in records if fold_of[json.dumps(r["spec"], sort_keys=True)] == fold]
-        coefficients, _ = fit_groups(train)
+        coefficients = fit_groups(train)
         for jobs, (g, w, n, _) in choice_quality(test, coefficients).items():
             result[jobs].append((g, w, n))
     return {
-        jobs: (float(np.exp(sum(np.log(g) * n for g, _, n in v) / sum(n for *_, n in v))), max(w for _, w, _ in v))
+        jobs: (
+            float(np.exp(sum(np.log(g) * n for g, _, n in v) / sum(n for *_, n in v))),
+            max(w for _, w, _ in v),
+        )
         for jobs, v in result.items()
     }
 
 
-def write_block(coefficients):
-    text = open(METHODS_PATH).read()
-    body = "{\n" + "".join(
-        f"    {key!r}: ({', '.join(f'{c:.4g}' for c in coef)}),\n"
-        for key, coef in sorted(coefficients.items())
-    ) + "}"
-    block = (
-        "# BEGIN FITTED COEFFICIENTS (benchmarks/fit_cost_model.py writes this block)\n"
-        f"# (method, dtype, mode): coefficients of {_methods.FEATURES}\n"
-        f"COEFFICIENTS = {body}\n"
-        "# END FITTED COEFFICIENTS"
+def report(title, records, coefficients, cv=None):
+    print(f"== {title}")
+    print(
+        f"{'method':<14}{'dtype':<9}{'mode':<9}{'n':>4}{'rms log err':>12}{'weights':>8}  weights"
     )
-    new, count = re.subn(
-        r"# BEGIN FITTED COEFFICIENTS.*?# END FITTED COEFFICIENTS", lambda m: block, text, flags=re.S
-    )
-    if count != 1:
-        raise SystemExit("could not find the coefficient block in skconv/_methods.py")
-    with open(METHODS_PATH, "w") as fh:
-        fh.write(new)
-    print(f"wrote {len(coefficients)} coefficient sets into {METHODS_PATH}")
+    for key, (n, err, kept) in fit_errors(records, coefficients).items():
+        weights = ", ".join(f"{f}={c:.4g}" for f, c in coefficients[key].items())
+        print(f"{key[0]:<14}{key[1]:<9}{key[2]:<9}{n:>4}{err:>12.3f}{kept:>8}  {weights}")
+    n_weights = sum(len(w) for w in coefficients.values())
+    print(f"{n_weights} weights in {len(coefficients)} sets")
+    for jobs, (g, w, n, worst) in choice_quality(records, coefficients).items():
+        print(
+            f"in-sample, n_jobs={jobs}: picked / fastest geomean {g:.3f}, worst {w:.2f} "
+            f"over {n} problems"
+        )
+        print(f"    worst: {worst}")
+    for jobs, (g, w) in (cv or {}).items():
+        print(f"2-fold cross-validation, n_jobs={jobs}: geomean {g:.3f}, worst {w:.2f}")
+    print()
+
+
+def write_model(coefficients, data, path):
+    nested = {}
+    for (name, dtype, mode), weights in sorted(coefficients.items()):
+        nested.setdefault(name, {}).setdefault(dtype, {})[mode] = weights
+    model = {
+        "about": "Weights of skconv's cost model (skconv/_costmodel.py), written by "
+        "benchmarks/fit_cost_model.py from benchmarks/cost_model_sweep.json.",
+        "fitted_on": data["machine"],
+        "sweep_date": data["date"],
+        "fit_date": time.strftime("%Y-%m-%d"),
+        "keep_share": KEEP_SHARE,
+        "features": list(FEATURES),
+        "coefficients": nested,
+    }
+    with open(path, "w") as fh:
+        json.dump(model, fh, indent=1)
+        fh.write("\n")
+    print(f"wrote {len(coefficients)} weight sets into {os.path.relpath(path, ROOT)}")
 
 
 def fit(args):
     with open(args.sweep) as fh:
         data = json.load(fh)
     records = data["records"]
-    coefficients, quality = fit_groups(records)
-    print(f"{len(records)} timings, machine: {data['machine']['cpu']}, "
-          f"OPENBLAS_CORETYPE={data['machine']['OPENBLAS_CORETYPE']}")
-    print(f"{'method':<14}{'dtype':<9}{'mode':<9}{'n':>4}{'rms log err':>12}  coefficients {_methods.FEATURES}")
-    for key, (n, err) in quality.items():
-        print(f"{key[0]:<14}{key[1]:<9}{key[2]:<9}{n:>4}{err:>12.3f}  {coefficients[key]}")
-    for jobs, (g, w, n, worst) in choice_quality(records, coefficients).items():
-        print(f"in-sample, n_jobs={jobs}: picked / fastest geomean {g:.3f}, worst {w:.2f} over {n} problems")
-        print(f"    worst: {worst}")
-    for jobs, (g, w) in cross_validate(records).items():
-        print(f"2-fold cross-validation, n_jobs={jobs}: geomean {g:.3f}, worst {w:.2f}")
+    m = data["machine"]
+    blas = ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']})" for b in m["blas"])
+    print(
+        f"{len(records)} timings of {data['date']}; machine: {m['cpu']}, {m['cores']} cores, "
+        f"NumPy {m['numpy']}, {blas}, OPENBLAS_CORETYPE={m['OPENBLAS_CORETYPE']}"
+    )
+    print()
+    if os.path.exists(args.model):
+        with open(args.model) as fh:
+            stored = model_coefficients(json.load(fh))
+        report(
+            f"stored model ({os.path.relpath(args.model, ROOT)}), on this sweep", records, stored
+        )
+    coefficients = fit_groups(records)
+    report("refit", records, coefficients, cross_validate(records))
     if args.write:
-        write_block(coefficients)
+        write_model(coefficients, data, args.model)
 
 
 def main(argv=None):
@@ -363,11 +493,12 @@ def main(argv=None):
     m.add_argument("--count", type=int, default=70, help="random problems (plus W1-W6)")
     m.add_argument("--rounds", type=int, default=5)
     m.add_argument("--pause", type=float, default=0.01)
-    m.add_argument("--seed", type=int, default=1)
+    m.add_argument("--seed", type=int, default=1, help="random seed of the sweep's shapes")
     m.add_argument("--out", default=SWEEP_PATH)
-    f = sub.add_parser("fit", help="fit the coefficients on the sweep")
+    f = sub.add_parser("fit", help="fit the weights on the sweep")
     f.add_argument("--sweep", default=SWEEP_PATH)
-    f.add_argument("--write", action="store_true", help="write them into skconv/_methods.py")
+    f.add_argument("--model", default=MODEL_PATH, help="the stored model (compared, and written)")
+    f.add_argument("--write", action="store_true", help="write the refit into --model")
     args = parser.parse_args(argv)
     return measure(args) if args.command == "measure" else fit(args)
 

@@ -12,23 +12,43 @@ DEMO_CONFIGS = [
     ("default bank, split, 2x2 max", dict(filters="default", activation="split", pooling="max")),
     (
         "random 16 3x3, split, 2x2 max",
-        dict(filters="random", filter_params={"n_filters": 16}, random_state=0,
-             activation="split", pooling="max"),
+        dict(
+            filters="random",
+            filter_params={"n_filters": 16},
+            random_state=0,
+            activation="split",
+            pooling="max",
+        ),
     ),
     (
         "gabor 5x5 x8, abs, 2x2 max stride 1",
-        dict(filters="gabor", filter_params={"size": 5, "n_orientations": 8},
-             activation="abs", pooling="max", pool_stride=1),
+        dict(
+            filters="gabor",
+            filter_params={"size": 5, "n_orientations": 8},
+            activation="abs",
+            pooling="max",
+            pool_stride=1,
+        ),
     ),
     (
         "pca 8 5x5 (learned), abs, 2x2 max",
-        dict(filters="pca", filter_params={"n_filters": 8, "size": 5}, random_state=0,
-             activation="abs", pooling="max"),
+        dict(
+            filters="pca",
+            filter_params={"n_filters": 8, "size": 5},
+            random_state=0,
+            activation="abs",
+            pooling="max",
+        ),
     ),
     (
         "kmeans 32 5x5 (learned), abs, 2x2 max",
-        dict(filters="kmeans", filter_params={"n_filters": 32, "size": 5}, random_state=0,
-             activation="abs", pooling="max"),
+        dict(
+            filters="kmeans",
+            filter_params={"n_filters": 32, "size": 5},
+            random_state=0,
+            activation="abs",
+            pooling="max",
+        ),
     ),
 ]
 
@@ -44,8 +64,10 @@ def demo(args):
     from skconv import BatchConv2DTransformer
 
     X, y = load_digits(return_X_y=True)
-    print(f"scikit-learn digits: {X.shape[0]} images of 8x8 pixels, 5-fold cross-validation "
-          "(no shuffling) of StandardScaler + LogisticRegression")
+    print(
+        f"scikit-learn digits: {X.shape[0]} images of 8x8 pixels, 5-fold cross-validation "
+        "(no shuffling) of StandardScaler + LogisticRegression"
+    )
     header = f"{'pipeline':40s} {'n_features':>10s} {'fit+transform':>13s} {'accuracy':>9s}"
     print(header)
     print("-" * len(header))
@@ -72,6 +94,9 @@ def main(argv=None):
         prog="python -m skconv",
         description="Batched 2-D convolution features for scikit-learn, in pure NumPy.",
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"skconv {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{demo,bench}")
     demo_parser = sub.add_parser(
         "demo",
@@ -81,12 +106,14 @@ def main(argv=None):
     )
     demo_parser.add_argument("--quick", action="store_true", help="only the first three pipelines")
     demo_parser.add_argument(
-        "--n-jobs", type=int, default=-1,
+        "--n-jobs",
+        type=int,
+        default=-1,
         help="processes for cross-validation (joblib convention; default -1: all cores)",
     )
     sub.add_parser(
         "bench",
-        help="benchmark conv2d against the seed's einsum, scipy and torch (see 'bench --help')",
+        help="time auto and every strategy of conv2d on this machine (see 'bench --help')",
         add_help=False,
     )
     args, rest = parser.parse_known_args(argv)
@@ -94,11 +121,13 @@ def main(argv=None):
         parser.print_help(sys.stderr)
         return 2
     if args.command == "bench":
-        from ._bench import main as bench_main
+        from ._quickbench import main as bench_main
 
         return bench_main(rest)
     if rest:
         demo_parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.n_jobs == 0:
+        demo_parser.error("--n-jobs must be a nonzero int (-1: all cores); got 0.")
     return demo(args)
 
 

@@ -15,13 +15,23 @@ Fixed banks are plain functions of their parameters; learned banks
 
 import inspect
 import math
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from sklearn.cluster import KMeans
 from sklearn.utils import check_random_state
 from sklearn.utils.random import sample_without_replacement
+
+from ._validation import (
+    as_real_array,
+    check_bool,
+    check_finite,
+    check_int,
+    check_option,
+    check_pair,
+    contextual,
+)
 
 __all__ = [
     "FIXED_BANKS",
@@ -46,43 +56,31 @@ __all__ = [
 ]
 
 # --- argument checks ---------------------------------------------------------
-
-
-def _check_int(value, name, minimum=1):
-    # bool is an Integral, but size=True is always a mistake.
-    if not isinstance(value, Integral) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
+# Ints, pairs, options, bools, dtypes and finiteness follow the package's shared
+# rules (skconv._validation); only the real-number ranges are specific to banks.
 
 
 def _check_size(size, minimum=1):
     """``size`` as an int or a (p, q) pair -> (p, q)."""
-    if isinstance(size, (tuple, list)):
-        if len(size) != 2:
-            raise ValueError(f"size must be an int or a (p, q) pair, got {size!r}")
-        return tuple(_check_int(s, "size", minimum) for s in size)
-    if not isinstance(size, Integral) or isinstance(size, bool):
-        raise TypeError(f"size must be an int or a (p, q) pair, got {size!r}")
-    s = _check_int(size, "size", minimum)
-    return s, s
+    if isinstance(size, (tuple, list)) and len(size) != 2:
+        raise ValueError(f"size must be an int or a (p, q) pair; got {size!r}.")
+    return check_pair(size, "size", minimum)
 
 
 def _check_odd_size(size):
     """Square odd sizes only: the 3x3 stencils are grown symmetrically."""
-    s = _check_int(size, "size", 3)
+    s = check_int(size, "size", 3)
     if s % 2 == 0:
-        raise ValueError(f"size must be an odd int >= 3, got {size!r}")
+        raise ValueError(f"size must be an odd int >= 3; got {size!r}.")
     return s
 
 
 def _check_float(value, name, low=0.0, high=math.inf):
     if not isinstance(value, Real) or isinstance(value, bool):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
+        raise TypeError(f"{name} must be a real number; got {value!r}.")
     if not (math.isfinite(value) and low < value <= high):
         expected = f"> {low:g}" if high == math.inf else f"in ({low:g}, {high:g}]"
-        raise ValueError(f"{name} must be finite and {expected}, got {value!r}")
+        raise ValueError(f"{name} must be finite and {expected}; got {value!r}.")
     return float(value)
 
 
@@ -90,7 +88,7 @@ def _check_floats(values, name, low=0.0, high=math.inf):
     """One number or a non-empty sequence of them -> tuple of floats."""
     if isinstance(values, (tuple, list, np.ndarray)) and np.ndim(values) > 0:
         if len(values) == 0:
-            raise ValueError(f"{name} must not be empty")
+            raise ValueError(f"{name} must not be empty; got {values!r}.")
         return tuple(_check_float(v, name, low, high) for v in values)
     return (_check_float(values, name, low, high),)
 
@@ -170,10 +168,8 @@ def edges(size=3, kind="sobel", diagonals=True):
      [-1.  0.  1.]]
     """
     size = _check_odd_size(size)
-    if kind not in ("sobel", "prewitt"):
-        raise ValueError(f"kind must be 'sobel' or 'prewitt', got {kind!r}")
-    if not isinstance(diagonals, (bool, np.bool_)):
-        raise TypeError(f"diagonals must be a bool, got {diagonals!r}")
+    check_option(kind, ("sobel", "prewitt"), "kind")
+    check_bool(diagonals, "diagonals")
     sx, sd = (_SOBEL_X, _SOBEL_D) if kind == "sobel" else (_PREWITT_X, _PREWITT_D)
     stencils = [sx, sx.T]
     if diagonals:
@@ -267,9 +263,7 @@ def gaussian(size=5, sigmas=(0.5, 1.0, 2.0)):
     return _finish([_gaussian_window(p, q, s) for s in sigmas])
 
 
-def gabor(
-    size=7, n_orientations=4, frequencies=(0.15, 0.3), sigma=None, normalize=True
-):
+def gabor(size=7, n_orientations=4, frequencies=(0.15, 0.3), sigma=None, normalize=True):
     """Real (even, cosine) Gabor filters.
 
     ``g(x, y) = exp(-(x^2 + y^2) / (2 sigma^2)) * cos(2 pi f (x cos t + y sin t))``
@@ -315,12 +309,11 @@ def gabor(
     (True, 1.0)
     """
     p, q = _check_size(size, 3)
-    n_orientations = _check_int(n_orientations, "n_orientations")
+    n_orientations = check_int(n_orientations, "n_orientations", 1)
     frequencies = _check_floats(frequencies, "frequencies", high=0.5)
     if sigma is not None:
         sigma = _check_float(sigma, "sigma")
-    if not isinstance(normalize, (bool, np.bool_)):
-        raise TypeError(f"normalize must be a bool, got {normalize!r}")
+    check_bool(normalize, "normalize")
     y, x = _grid(p, q)
     filters = []
     for f in frequencies:
@@ -328,9 +321,7 @@ def gabor(
         envelope = np.exp(-(x**2 + y**2) / (2 * s**2))
         for k in range(n_orientations):
             t = np.pi * k / n_orientations
-            filters.append(
-                envelope * np.cos(2 * np.pi * f * (x * np.cos(t) + y * np.sin(t)))
-            )
+            filters.append(envelope * np.cos(2 * np.pi * f * (x * np.cos(t) + y * np.sin(t))))
     filters = np.array(filters)
     filters -= filters.mean(axis=(1, 2), keepdims=True)
     if normalize:
@@ -368,10 +359,7 @@ def log(size=7, sigmas=(1.0, 2.0)):
     y, x = _grid(p, q)
     r2 = x**2 + y**2
     filters = np.array(
-        [
-            (r2 - 2 * s**2) / s**2 * np.exp(-r2 / (2 * s**2)) / (2 * np.pi * s**2)
-            for s in sigmas
-        ]
+        [(r2 - 2 * s**2) / s**2 * np.exp(-r2 / (2 * s**2)) / (2 * np.pi * s**2) for s in sigmas]
     )
     return _finish(filters - filters.mean(axis=(1, 2), keepdims=True))
 
@@ -406,9 +394,7 @@ def dog(size=7, sigmas=(1.0,), ratio=1.6):
     p, q = _check_size(size, 3)
     sigmas = _check_floats(sigmas, "sigmas")
     ratio = _check_float(ratio, "ratio", low=1.0)
-    return _finish(
-        [_gaussian_window(p, q, s) - _gaussian_window(p, q, ratio * s) for s in sigmas]
-    )
+    return _finish([_gaussian_window(p, q, s) - _gaussian_window(p, q, ratio * s) for s in sigmas])
 
 
 def random(n_filters=8, size=3, random_state=None):
@@ -435,12 +421,10 @@ def random(n_filters=8, size=3, random_state=None):
     >>> bank.shape, np.round(np.linalg.norm(bank, axis=(1, 2)), 6).tolist()
     ((2, 3, 4), [1.0, 1.0])
     """
-    n_filters = _check_int(n_filters, "n_filters")
+    n_filters = check_int(n_filters, "n_filters", 1)
     p, q = _check_size(size)
     if p * q < 2:
-        raise ValueError(
-            f"size must hold at least 2 pixels for zero-mean filters, got {size!r}"
-        )
+        raise ValueError(f"size must hold at least 2 pixels for zero-mean filters; got {size!r}.")
     filters = check_random_state(random_state).standard_normal((n_filters, p, q))
     filters -= filters.mean(axis=(1, 2), keepdims=True)
     filters /= np.linalg.norm(filters, axis=(1, 2), keepdims=True)
@@ -473,25 +457,20 @@ def default(size=3):
     (9, 3, 3)
     """
     size = _check_odd_size(size)
-    return combine(
-        edges(size), laplacian(size), gabor(size, n_orientations=4, frequencies=0.25)
-    )
+    return combine(edges(size), laplacian(size), gabor(size, n_orientations=4, frequencies=0.25))
 
 
 # --- learned banks -----------------------------------------------------------
 
 
 def _check_images(images):
-    images = np.asarray(images)
+    images = as_real_array(images, "images")
     if images.ndim != 3 or images.shape[0] == 0:
         raise ValueError(
-            f"images must have shape (n_images, height, width) with n_images >= 1, "
-            f"got shape {images.shape}"
+            "images must have shape (n_images, height, width) with n_images >= 1; "
+            f"got shape {images.shape}."
         )
-    if images.dtype.kind not in "fiu":
-        raise TypeError(f"images must hold real numbers, got dtype {images.dtype}")
-    if not np.isfinite(images).all():
-        raise ValueError("images must be finite, got NaN or inf values")
+    check_finite(images, "images")
     return images
 
 
@@ -503,12 +482,10 @@ def _sample_patches(images, size, n_patches, random_state):
     """
     images = _check_images(images)
     p, q = _check_size(size)
-    n_patches = _check_int(n_patches, "n_patches")
+    n_patches = check_int(n_patches, "n_patches", 1)
     b, h, w = images.shape
     if h < p or w < q:
-        raise ValueError(
-            f"images of {h}x{w} pixels are smaller than the patch size {p}x{q}"
-        )
+        raise ValueError(f"size must fit in the {h}x{w} images; got patch size {p}x{q}.")
     grid = (b, h - p + 1, w - q + 1)
     n_positions = math.prod(grid)
     # Draw positions first and gather only those windows: all the patches of
@@ -529,13 +506,14 @@ def _flat_centred_patches(images, size, n_patches, n_filters, rng):
         raise ValueError(
             f"only {len(patches)} patches can be drawn from images of shape "
             f"{np.shape(images)} with n_patches={n_patches}, fewer than "
-            f"n_filters={n_filters}"
+            f"n_filters={n_filters}."
         )
     x = patches.reshape(len(patches), -1)
     x = x - x.mean(axis=1, keepdims=True)
     if not x.any():
         raise ValueError(
-            "all sampled patches are flat (constant): there is nothing to learn"
+            "images must vary within patches; got only flat (constant) sampled "
+            "patches: there is nothing to learn."
         )
     return x
 
@@ -579,12 +557,11 @@ def pca(images, n_filters=8, size=5, n_patches=10000, random_state=None):
     >>> bank.shape, np.allclose(bank.reshape(4, -1) @ bank.reshape(4, -1).T, np.eye(4))
     ((4, 3, 3), True)
     """
-    n_filters = _check_int(n_filters, "n_filters")
+    n_filters = check_int(n_filters, "n_filters", 1)
     p, q = _check_size(size)
     if n_filters > p * q - 1:
         raise ValueError(
-            f"n_filters must be at most p * q - 1 = {p * q - 1} for size "
-            f"{size!r}, got {n_filters}"
+            f"n_filters must be at most p * q - 1 = {p * q - 1} for size {size!r}; got {n_filters}."
         )
     x = _flat_centred_patches(
         images, (p, q), n_patches, n_filters, check_random_state(random_state)
@@ -667,19 +644,21 @@ def kmeans(
     >>> bank.shape, bool(np.allclose(bank.sum(axis=(1, 2)), 0))
     ((4, 3, 3), True)
     """
-    n_filters = _check_int(n_filters, "n_filters")
+    n_filters = check_int(n_filters, "n_filters", 1)
     p, q = _check_size(size)
     if p * q < 2:
-        raise ValueError(f"size must hold at least 2 pixels, got {size!r}")
-    if not isinstance(whiten, (bool, np.bool_)):
-        raise TypeError(f"whiten must be a bool, got {whiten!r}")
+        raise ValueError(f"size must hold at least 2 pixels; got {size!r}.")
+    check_bool(whiten, "whiten")
     whiten_eps = _check_float(whiten_eps, "whiten_eps")
     if contrast_eps is not None:
         contrast_eps = _check_float(contrast_eps, "contrast_eps")
     rng = check_random_state(random_state)
     x = _flat_centred_patches(images, (p, q), n_patches, n_filters, rng)
     if contrast_eps is None:
-        contrast_eps = 10 * float(np.ptp(images)) ** 2 / 255**2
+        # images were checked by _flat_centred_patches; bools have no np.ptp.
+        data = np.asarray(images)
+        data = data if data.dtype.kind == "f" else data.astype(np.float64)
+        contrast_eps = 10 * float(np.ptp(data)) ** 2 / 255**2
     x /= np.sqrt(x.var(axis=1, keepdims=True) + contrast_eps)
     if whiten:
         m = x.mean(axis=0)
@@ -720,21 +699,28 @@ def bank_names():
     return sorted([*FIXED_BANKS, *LEARNED_BANKS])
 
 
-def _lookup(name, learned):
+def _check_name(name):
+    """``name`` if it names a bank, fixed or learned."""
     if not isinstance(name, str):
-        raise TypeError(f"name must be a str, got {name!r}")
-    wanted, other = (
-        (LEARNED_BANKS, FIXED_BANKS) if learned else (FIXED_BANKS, LEARNED_BANKS)
-    )
-    if name in wanted:
-        return wanted[name]
-    if name in other:
-        hint = "make_bank(name, ...)" if learned else "learn_bank(name, images, ...)"
-        kind = "fixed" if learned else "learned"
-        raise ValueError(f"{name!r} is a {kind} filter bank: use {hint}")
-    raise ValueError(
-        f"unknown filter bank {name!r}; known banks: {', '.join(bank_names())}"
-    )
+        raise TypeError(f"name must be a str; got {name!r}.")
+    if name not in FIXED_BANKS and name not in LEARNED_BANKS:
+        raise ValueError(f"unknown filter bank {name!r}; known banks: {', '.join(bank_names())}.")
+    return name
+
+
+def _lookup(name, learned):
+    _check_name(name)
+    if learned and name in FIXED_BANKS:
+        raise ValueError(
+            f"name must be a learned bank; got {name!r}, a fixed filter bank: "
+            "use make_bank(name, ...)."
+        )
+    if not learned and name in LEARNED_BANKS:
+        raise ValueError(
+            f"name must be a fixed bank; got {name!r}, a learned filter bank: "
+            "use learn_bank(name, images, ...)."
+        )
+    return LEARNED_BANKS[name] if learned else FIXED_BANKS[name]
 
 
 def _call(name, func, params, *args):
@@ -747,7 +733,7 @@ def _call(name, func, params, *args):
     if unknown:
         raise TypeError(
             f"filter bank {name!r} got unexpected parameter(s) {', '.join(unknown)}; "
-            f"it accepts: {', '.join(accepted)}"
+            f"it accepts: {', '.join(accepted)}."
         )
     return _finish(func(*args, **params))
 
@@ -796,13 +782,7 @@ def is_learned(name):
     >>> is_learned("pca"), is_learned("gabor")
     (True, False)
     """
-    if not isinstance(name, str):
-        raise TypeError(f"name must be a str, got {name!r}")
-    if name not in FIXED_BANKS and name not in LEARNED_BANKS:
-        raise ValueError(
-            f"unknown filter bank {name!r}; known banks: {', '.join(bank_names())}"
-        )
-    return name in LEARNED_BANKS
+    return _check_name(name) in LEARNED_BANKS
 
 
 def learn_bank(name, images, **params):
@@ -852,23 +832,122 @@ def combine(*banks):
     (5, 3, 3)
     """
     if not banks:
-        raise ValueError("combine needs at least one filter bank")
+        raise ValueError("banks must hold at least one filter bank; got none.")
     arrays = []
     for i, bank in enumerate(banks):
-        a = np.asarray(bank)
+        a = as_real_array(bank, f"bank {i}")
         if a.ndim != 3 or 0 in a.shape:
             raise ValueError(
-                f"bank {i} must have shape (K, p, q) with no empty axis, got {a.shape}"
+                f"bank {i} must have shape (K, p, q) with no empty axis; got {a.shape}."
             )
-        if a.dtype.kind not in "fiu":
-            raise TypeError(f"bank {i} must hold real numbers, got dtype {a.dtype}")
-        if not np.isfinite(a).all():
-            raise ValueError(f"bank {i} must be finite, got NaN or inf values")
+        check_finite(a, f"bank {i}")
         arrays.append(a)
     sizes = sorted({a.shape[1:] for a in arrays})
     if len(sizes) > 1:
         raise ValueError(
-            f"cannot combine banks of different filter sizes {sizes}; pass them to "
-            f"the transformer as a list of banks instead, which allows different sizes"
+            f"banks must have one filter size; got sizes {sizes}: pass them to "
+            "the transformer as a list of banks instead, which allows different sizes."
         )
     return _finish(np.concatenate(arrays))
+
+
+# --- the transformer's filters and filter_params -----------------------------
+
+
+def _learns(spec):
+    """Whether a ``filters`` parameter includes a learned bank (never raises)."""
+    items = [spec] if isinstance(spec, str) else spec if isinstance(spec, (list, tuple)) else []
+    return any(isinstance(item, str) and item in LEARNED_BANKS for item in items)
+
+
+def _check_filters(value, name):
+    """A (p, q), (K, p, q) or (K, p, q, c) filter array as a float64 copy, 2-D as (1, p, q)."""
+    array = as_real_array(value, name)
+    if array.ndim not in (2, 3, 4):
+        raise ValueError(
+            f"{name} must be 2-D (p, q), 3-D (n_filters, p, q) or 4-D "
+            f"(n_filters, p, q, n_channels); got {array.ndim}-D with shape {array.shape}."
+        )
+    if 0 in array.shape:
+        raise ValueError(f"{name} must not be empty; got shape {array.shape}.")
+    check_finite(array, name)
+    array = np.array(array, dtype=np.float64)  # a copy: the user's array stays theirs
+    return array[None] if array.ndim == 2 else array
+
+
+def _bank_kwargs(name, kwargs):
+    _check_name(name)
+    if not isinstance(kwargs, dict):
+        raise TypeError(
+            f"filter_params[{name!r}] must be a dict of keyword arguments of bank "
+            f"{name!r}; got {kwargs!r}."
+        )
+    if "random_state" in kwargs:
+        raise ValueError(
+            f"filter_params for bank {name!r} must not contain 'random_state'; got "
+            f"{kwargs!r}: set the transformer's random_state parameter instead."
+        )
+    return dict(kwargs)
+
+
+def _spec_items(spec, params):
+    """A transformer's ``filters`` and ``filter_params`` as a list of items.
+
+    Each item is (bank name, kwargs) or (None, float64 filter array).
+    """
+    params = {} if params is None else params
+    if isinstance(spec, str):
+        return [(spec, _bank_kwargs(spec, params))]
+    if not isinstance(spec, (list, tuple)):
+        if params:
+            raise ValueError(
+                "filter_params only applies to named banks, but filters is an "
+                f"array; got filter_params={params!r}. Set filter_params=None."
+            )
+        return [(None, _check_filters(spec, "filters"))]
+    if len(spec) == 0:
+        raise ValueError(
+            "filters must hold at least one filter array or bank name; got an empty "
+            f"list (known banks: {', '.join(bank_names())})."
+        )
+    names = {item for item in spec if isinstance(item, str)}
+    for key in params:
+        if key not in names:
+            raise ValueError(
+                "when filters is a list, filter_params maps the bank names of that "
+                "list to dicts of keyword arguments, e.g. {'gabor': {'size': 5}}; got "
+                f"key {key!r}, which is not a bank name in filters (names there: "
+                f"{sorted(names)})."
+            )
+    return [
+        (item, _bank_kwargs(item, params.get(item, {})))
+        if isinstance(item, str)
+        else (None, _check_filters(item, f"filters[{i}]"))
+        for i, item in enumerate(spec)
+    ]
+
+
+def _build_banks(items, random_state, images, context):
+    """The float64 banks of ``items``, drawn from one generator in list order.
+
+    ``images`` returns the (n, h, w) training images (called only for learned
+    banks); ``context`` describes them in the errors of learned banks.
+    """
+    rng = check_random_state(random_state)
+    banks = []
+    for name, value in items:
+        if name is None:
+            banks.append(value)
+            continue
+        try:
+            if name in LEARNED_BANKS:
+                bank = learn_bank(name, images(), random_state=rng, **value)
+            else:
+                bank = make_bank(name, random_state=rng, **value)
+        except (TypeError, ValueError) as exc:
+            where = f"filter bank {name!r} with filter_params {value!r}"
+            if name in LEARNED_BANKS:
+                where += "; " + context
+            raise contextual(exc, where) from exc
+        banks.append(np.asarray(bank, dtype=np.float64))
+    return banks

@@ -3,8 +3,9 @@
 import numpy as np
 
 
-def naive_conv2d(images, filters, padding=((0, 0), (0, 0)), pad_mode="constant",
-                 stride=(1, 1), dilation=(1, 1)):
+def naive_conv2d(
+    images, filters, padding=((0, 0), (0, 0)), pad_mode="constant", stride=(1, 1), dilation=(1, 1)
+):
     """The definition, one output pixel at a time, in float64.
 
     images (b, h, w, c), filters (K, p, q, c): sums over channels.

@@ -76,8 +76,12 @@ def test_errors_before_any_compute():
 def test_learned_filters_fitted_on_numpy_apply_to_dask():
     rng = np.random.default_rng(2)
     X = rng.random((200, 64))
-    conv = BatchConv2DTransformer(filters="pca", random_state=0, filter_params={"n_filters": 3, "size": 3}).fit(X)
-    np.testing.assert_array_equal(conv.transform(da.from_array(X, chunks=50)).compute(), conv.transform(X))
+    conv = BatchConv2DTransformer(
+        filters="pca", random_state=0, filter_params={"n_filters": 3, "size": 3}
+    ).fit(X)
+    np.testing.assert_array_equal(
+        conv.transform(da.from_array(X, chunks=50)).compute(), conv.transform(X)
+    )
 
 
 def test_pipeline_with_dask_input():
@@ -85,7 +89,9 @@ def test_pipeline_with_dask_input():
     from sklearn.preprocessing import FunctionTransformer
 
     X = np.random.default_rng(3).random((40, 64))
-    pipe = make_pipeline(BatchConv2DTransformer(filters="edges", pooling="max"), FunctionTransformer(np.abs))
+    pipe = make_pipeline(
+        BatchConv2DTransformer(filters="edges", pooling="max"), FunctionTransformer(np.abs)
+    )
     Z = pipe.fit(X).transform(da.from_array(X, chunks=10))
     assert isinstance(Z, da.Array)
     np.testing.assert_allclose(Z.compute(), pipe.transform(X))

@@ -35,9 +35,7 @@ INSTANCES = [
     BatchConv2DTransformer(filters=_rng.randn(2, 1, 2), padding="valid", stride=2),
     # split activation and 2x2 max pooling; "full" padding makes even a 1x1
     # image give 3x3 maps, which a 2x2 window fits
-    BatchConv2DTransformer(
-        filters="edges", padding="full", activation="split", pooling="max"
-    ),
+    BatchConv2DTransformer(filters="edges", padding="full", activation="split", pooling="max"),
     # mean pooling into a fixed grid, reflect padding, dilation
     BatchConv2DTransformer(
         filters="gaussian",
@@ -69,9 +67,7 @@ INSTANCES = [
 # refused with "X has n_features=... but image_shape=(2, 2, 3) needs 12".
 # That refusal is the correct behaviour; channels are covered by
 # test_channels_conformance below and by tests/test_transformer.py.
-_FIXED_SHAPE_REASON = (
-    "image_shape=(2, 2, 3) needs 12 features; the check's data has 1 to 10"
-)
+_FIXED_SHAPE_REASON = "image_shape=(2, 2, 3) needs 12 features; the check's data has 1 to 10"
 _FIXED_SHAPE_FAILURES = [
     "check_dict_unchanged",
     "check_dont_overwrite_parameters",
@@ -157,7 +153,9 @@ def test_direct_checks(estimator, check_name):
     check(type(estimator).__name__, estimator)
 
 
-@pytest.mark.parametrize("check_name", ["check_param_validation", "check_get_feature_names_out_error"])
+@pytest.mark.parametrize(
+    "check_name", ["check_param_validation", "check_get_feature_names_out_error"]
+)
 def test_direct_checks_channels(check_name):
     estimator = INSTANCES[-1]
     getattr(estimator_checks, check_name)(type(estimator).__name__, estimator)
@@ -168,15 +166,20 @@ def test_direct_checks_channels(check_name):
 # (K, p, q, c) filters summing over channels.
 _CHANNEL_ESTIMATORS = {
     "depthwise": BatchConv2DTransformer(
-        filters=_rng.randn(2, 3, 3), image_shape=(4, 5, 3), activation="split",
+        filters=_rng.randn(2, 3, 3),
+        image_shape=(4, 5, 3),
+        activation="split",
         pooling="max",
     ),
     "multichannel": BatchConv2DTransformer(
-        filters=[_rng.randn(2, 3, 3, 3), _rng.randn(1, 2, 2, 3)], image_shape=(4, 5, 3),
+        filters=[_rng.randn(2, 3, 3, 3), _rng.randn(1, 2, 2, 3)],
+        image_shape=(4, 5, 3),
         padding="valid",
     ),
     "learned": BatchConv2DTransformer(
-        filters="pca", filter_params={"n_filters": 3, "size": 3}, image_shape=(4, 5, 3),
+        filters="pca",
+        filter_params={"n_filters": 3, "size": 3},
+        image_shape=(4, 5, 3),
         random_state=0,
     ),
 }

@@ -158,15 +158,11 @@ def test_edge_orientation_on_ramps(kind, size):
     shape = (size + 4, size + 5)
     directions = [(0, 1), (1, 0), (1, 1), (-1, 1)]  # (d_row, d_col) per filter
     orthogonal = [(1, 0), (0, 1), (-1, 1), (1, 1)]
-    for k, (d, o) in enumerate(zip(directions, orthogonal)):
+    for k, (d, o) in enumerate(zip(directions, orthogonal, strict=True)):
         along = naive_correlate(ramp(shape, *d), bank[k])
-        np.testing.assert_allclose(
-            along, along[0, 0]
-        )  # a ramp has a constant derivative
+        np.testing.assert_allclose(along, along[0, 0])  # a ramp has a constant derivative
         assert along[0, 0] > 0
-        np.testing.assert_allclose(
-            naive_correlate(ramp(shape, *o), bank[k]), 0, atol=1e-9
-        )
+        np.testing.assert_allclose(naive_correlate(ramp(shape, *o), bank[k]), 0, atol=1e-9)
 
 
 def test_laplacian_3x3_is_five_point_stencil():
@@ -182,9 +178,7 @@ def test_laplacian_of_quadratic_and_linear_images(size):
     rows, cols = np.indices((size + 3, size + 3))
     quad = naive_correlate((rows - 2.5) ** 2 + (cols + 1.0) ** 2, kernel)
     np.testing.assert_allclose(quad, 4 * 4 ** (size - 3))
-    np.testing.assert_allclose(
-        naive_correlate(3 * rows - 2 * cols, kernel), 0, atol=1e-9
-    )
+    np.testing.assert_allclose(naive_correlate(3 * rows - 2 * cols, kernel), 0, atol=1e-9)
     assert kernel[size // 2, size // 2] < 0
 
 
@@ -196,9 +190,7 @@ def scipy_gaussian_kernel(size, sigma):
     impulse = np.zeros((size, size))
     impulse[size // 2, size // 2] = 1
     radius = size // 2
-    return ndimage.gaussian_filter(
-        impulse, sigma, mode="constant", truncate=radius / sigma
-    )
+    return ndimage.gaussian_filter(impulse, sigma, mode="constant", truncate=radius / sigma)
 
 
 @pytest.mark.parametrize("size", [3, 5, 9])
@@ -245,18 +237,14 @@ def test_dog_matches_difference_of_scipy_gaussians(size):
     sigmas, ratio = (0.8, 1.5), 1.6
     bank = F.dog(size, sigmas, ratio)
     for k, s in enumerate(sigmas):
-        expected = scipy_gaussian_kernel(size, s) - scipy_gaussian_kernel(
-            size, ratio * s
-        )
+        expected = scipy_gaussian_kernel(size, s) - scipy_gaussian_kernel(size, ratio * s)
         np.testing.assert_allclose(bank[k], expected, atol=1e-14)
         assert bank[k, size // 2, size // 2] > 0
 
 
 def test_dog_approximates_negative_log():
     """Marr & Hildreth: DoG with ratio 1.6 is close to a negative LoG."""
-    corr = np.corrcoef(F.log(9, 2.0)[0].ravel(), F.dog(9, 2.0 / 1.26, 1.6)[0].ravel())[
-        0, 1
-    ]
+    corr = np.corrcoef(F.log(9, 2.0)[0].ravel(), F.dog(9, 2.0 / 1.26, 1.6)[0].ravel())[0, 1]
     assert corr < -0.99
 
 
@@ -277,9 +265,7 @@ def test_gabor_prefers_its_own_orientation(size):
             theta = np.pi * k / n_orientations
             kernel = bank[i * n_orientations + k]
             matched = np.abs(naive_correlate(grating((20, 20), f, theta), kernel)).max()
-            crossed = np.abs(
-                naive_correlate(grating((20, 20), f, theta + np.pi / 2), kernel)
-            )
+            crossed = np.abs(naive_correlate(grating((20, 20), f, theta + np.pi / 2), kernel))
             assert matched > 2 * crossed.max(), (f, k, matched, crossed.max())
 
 
@@ -323,9 +309,7 @@ def test_gabor_normalize_false_keeps_scale_but_zero_mean():
 def test_random_is_seeded():
     a = F.random(6, 4, random_state=0)
     np.testing.assert_array_equal(a, F.random(6, 4, random_state=0))
-    np.testing.assert_array_equal(
-        a, F.random(6, 4, random_state=np.random.RandomState(0))
-    )
+    np.testing.assert_array_equal(a, F.random(6, 4, random_state=np.random.RandomState(0)))
     assert not np.allclose(a, F.random(6, 4, random_state=1))
     np.testing.assert_allclose(a.sum(axis=(1, 2)), 0, atol=1e-12)
 
@@ -335,7 +319,9 @@ def test_default_bank_contents():
     np.testing.assert_array_equal(
         bank, np.concatenate([F.edges(5), F.laplacian(5), F.gabor(5, 4, 0.25)])
     )
-    np.testing.assert_array_equal(F.make_bank("default", random_state=0), F.make_bank("default", random_state=1))
+    np.testing.assert_array_equal(
+        F.make_bank("default", random_state=0), F.make_bank("default", random_state=1)
+    )
 
 
 # --- argument validation -----------------------------------------------------
@@ -461,7 +447,8 @@ def test_combine():
         ((F.edges()[0],), ValueError, ["bank 0", "(K, p, q)"]),
         ((F.edges(), np.zeros((0, 3, 3))), ValueError, ["bank 1"]),
         ((np.full((1, 3, 3), np.inf),), ValueError, ["finite"]),
-        ((np.ones((1, 3, 3), dtype=bool),), TypeError, ["bool"]),
+        ((np.ones((1, 3, 3), dtype=complex),), TypeError, ["bank 0", "complex"]),
+        ((np.array([[["a"]]]),), TypeError, ["bank 0", "real numbers"]),
     ],
 )
 def test_combine_errors(banks, exc, words):
@@ -469,6 +456,22 @@ def test_combine_errors(banks, exc, words):
         F.combine(*banks)
     for word in words:
         assert word in str(info.value)
+
+
+def test_bool_banks_and_images_read_as_numbers_like_conv2d():
+    # conv2d reads bool arrays as 0/1 (dtype kinds "fiub"); the banks do too.
+    mask = np.eye(3, dtype=bool)[None]
+    np.testing.assert_array_equal(
+        F.combine(mask, F.edges()), np.concatenate([np.eye(3)[None], F.edges()])
+    )
+    images = np.random.RandomState(0).rand(4, 8, 8) > 0.5
+    for name in ("pca", "kmeans"):
+        np.testing.assert_array_equal(
+            F.learn_bank(name, images, n_filters=2, size=3, n_patches=100, random_state=0),
+            F.learn_bank(
+                name, images.astype(float), n_filters=2, size=3, n_patches=100, random_state=0
+            ),
+        )
 
 
 # --- patch sampling ----------------------------------------------------------
@@ -497,12 +500,8 @@ def test_sample_patches_are_distinct_image_windows(images):
     matches = (patches.reshape(50, 1, 12) == windows[None]).all(axis=2)
     assert (matches.sum(axis=1) == 1).all()
     assert len(set(np.nonzero(matches)[1])) == 50
-    np.testing.assert_array_equal(
-        patches, _sample_patches(images, (3, 4), 50, random_state=0)
-    )
-    assert not np.array_equal(
-        patches, _sample_patches(images, (3, 4), 50, random_state=1)
-    )
+    np.testing.assert_array_equal(patches, _sample_patches(images, (3, 4), 50, random_state=0))
+    assert not np.array_equal(patches, _sample_patches(images, (3, 4), 50, random_state=1))
 
 
 def test_sample_patches_takes_every_position_when_asked_for_more(images):
@@ -517,9 +516,7 @@ def test_sample_patches_takes_every_position_when_asked_for_more(images):
 
 
 def test_sample_patches_is_roughly_uniform_over_images():
-    images = np.arange(4)[:, None, None] * np.ones(
-        (4, 40, 40)
-    )  # image n is filled with n
+    images = np.arange(4)[:, None, None] * np.ones((4, 40, 40))  # image n is filled with n
     patches = _sample_patches(images, 3, 2000, random_state=0)
     counts = np.bincount(patches[:, 0, 0].astype(int), minlength=4)
     assert counts.sum() == 2000 and counts.min() > 400
@@ -538,16 +535,12 @@ def pca_oracle(patches, n_filters):
 
 def test_pca_matches_eigenvectors_of_sampled_patches(images):
     bank = F.pca(images, n_filters=6, size=3, n_patches=300, random_state=0)
-    assert (
-        bank.shape == (6, 3, 3) and bank.dtype == np.float64 and bank.flags.c_contiguous
-    )
+    assert bank.shape == (6, 3, 3) and bank.dtype == np.float64 and bank.flags.c_contiguous
     flat = bank.reshape(6, -1)
     np.testing.assert_allclose(flat @ flat.T, np.eye(6), atol=1e-12)
     np.testing.assert_allclose(flat.sum(axis=1), 0, atol=1e-12)
     expected, eigvals = pca_oracle(_sample_patches(images, 3, 300, random_state=0), 6)
-    assert np.all(
-        np.diff(eigvals[:7]) < 0
-    )  # distinct, so components are defined up to sign
+    assert np.all(np.diff(eigvals[:7]) < 0)  # distinct, so components are defined up to sign
     np.testing.assert_allclose(np.abs(np.sum(flat * expected, axis=1)), 1, atol=1e-8)
     # sign convention: the largest-magnitude entry is positive
     assert np.all(flat[np.arange(6), np.abs(flat).argmax(axis=1)] > 0)
@@ -645,9 +638,7 @@ def coates_pipeline(images, size, n_patches, seed, contrast_eps, whiten_eps=0.1)
 def test_kmeans_folded_filters_reproduce_whitened_feature(images):
     size, n_patches, eps = 3, 400, 0.01
     bank = F.kmeans(images, 5, size, n_patches, random_state=0, contrast_eps=eps)
-    assert (
-        bank.shape == (5, 3, 3) and bank.dtype == np.float64 and bank.flags.c_contiguous
-    )
+    assert bank.shape == (5, 3, 3) and bank.dtype == np.float64 and bank.flags.c_contiguous
     z, x, m, w = coates_pipeline(images, size, n_patches, 0, eps)
     filters = bank.reshape(5, -1)
     # the centroids in whitened space are c = W^-1 w_k ...
@@ -663,9 +654,7 @@ def test_kmeans_folded_filters_reproduce_whitened_feature(images):
         # plain correlation of the folded filter with a normalised patch, minus
         # the dropped offset w_k . m, is Coates et al.'s c_k . W (x - m)
         folded = np.array([np.sum(bank[k] * x[i].reshape(3, 3)) for k in range(5)])
-        np.testing.assert_allclose(
-            folded - filters @ m, centroids @ (w @ (x[i] - m)), atol=1e-9
-        )
+        np.testing.assert_allclose(folded - filters @ m, centroids @ (w @ (x[i] - m)), atol=1e-9)
         # on the raw patch, it differs only by the per-patch contrast factor
         raw = np.array([np.sum(bank[k] * z[i].reshape(3, 3)) for k in range(5)])
         np.testing.assert_allclose(raw / np.sqrt(z[i].var() + eps), folded, atol=1e-9)
@@ -685,18 +674,12 @@ def test_kmeans_default_contrast_eps_scales_coates_constant_to_data_range():
     imgs = np.random.RandomState(5).randint(0, 17, size=(20, 8, 8)).astype(float)
     eps = 10 * 16**2 / 255**2
     a = F.kmeans(imgs, 4, 3, 500, random_state=2)
-    np.testing.assert_allclose(
-        a, F.kmeans(imgs, 4, 3, 500, random_state=2, contrast_eps=eps)
-    )
-    assert not np.allclose(
-        a, F.kmeans(imgs, 4, 3, 500, random_state=2, contrast_eps=10.0)
-    )
+    np.testing.assert_allclose(a, F.kmeans(imgs, 4, 3, 500, random_state=2, contrast_eps=eps))
+    assert not np.allclose(a, F.kmeans(imgs, 4, 3, 500, random_state=2, contrast_eps=10.0))
 
 
 def test_kmeans_reproducible_and_seed_dependent(images):
-    a = F.learn_bank(
-        "kmeans", images, n_filters=4, size=3, n_patches=300, random_state=0
-    )
+    a = F.learn_bank("kmeans", images, n_filters=4, size=3, n_patches=300, random_state=0)
     np.testing.assert_array_equal(
         a, F.kmeans(images, 4, 3, 300, random_state=np.random.RandomState(0))
     )
@@ -712,9 +695,7 @@ def test_kmeans_matches_sklearn_kmeans_run_by_hand(images):
     _sample_patches(images, 3, 300, rng)  # advance the generator past the sampling
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        centres = (
-            KMeans(4, n_init=3, random_state=rng).fit((x - m) @ w).cluster_centers_
-        )
+        centres = KMeans(4, n_init=3, random_state=rng).fit((x - m) @ w).cluster_centers_
     expected = (centres @ w).reshape(4, 3, 3)
     np.testing.assert_allclose(
         F.kmeans(images, 4, 3, 300, random_state=0, contrast_eps=0.02),

@@ -25,8 +25,9 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 
 import skconv
-import skconv._transformer as transformer_module
-from skconv import BatchConv2DTransformer, filters as banks
+import skconv._layout as layout_module
+from skconv import BatchConv2DTransformer
+from skconv import filters as banks
 
 # --- the oracle --------------------------------------------------------------
 
@@ -52,8 +53,9 @@ def _pad_widths(padding, span, flip=False):
     return [(padding[0], padding[0]), (padding[1], padding[1])]
 
 
-def naive_correlate(image, filt, padding="valid", pad_mode="constant", stride=1, dilation=1,
-                    flip=False):
+def naive_correlate(
+    image, filt, padding="valid", pad_mode="constant", stride=1, dilation=1, flip=False
+):
     """One 2-D image with one 2-D filter, by a loop over output pixels."""
     if flip:
         filt = filt[::-1, ::-1]
@@ -88,7 +90,9 @@ def naive_maps(image, bank, flip=False, **conv):
             for f in bank
         ]
     if image.ndim == 3:  # depthwise, channel-major
-        return [naive_correlate(image[..., c], f, **conv) for c in range(image.shape[2]) for f in bank]
+        return [
+            naive_correlate(image[..., c], f, **conv) for c in range(image.shape[2]) for f in bank
+        ]
     return [naive_correlate(image, f, **conv) for f in bank]
 
 
@@ -115,19 +119,36 @@ def naive_pool(m, op, size=2, stride=None, grid=None):
     sh, sw = (ph, pw) if stride is None else _pair(stride)
     out_h, out_w = (h - ph) // sh + 1, (w - pw) // sw + 1
     return np.array(
-        [[reduce(m[i * sh : i * sh + ph, j * sw : j * sw + pw]) for j in range(out_w)] for i in range(out_h)]
+        [
+            [reduce(m[i * sh : i * sh + ph, j * sw : j * sw + pw]) for j in range(out_w)]
+            for i in range(out_h)
+        ]
     )
 
 
-def naive_features(X, image_shape, bank_list, *, activation=None, pooling=None, pool_size=2,
-                   pool_stride=None, pool_grid=None, flip=False, padding="same", **conv):
+def naive_features(
+    X,
+    image_shape,
+    bank_list,
+    *,
+    activation=None,
+    pooling=None,
+    pool_size=2,
+    pool_stride=None,
+    pool_grid=None,
+    flip=False,
+    padding="same",
+    **conv,
+):
     """The oracle of transform (same defaults): one row of features per row of X."""
     rows = []
     for row in np.asarray(X, dtype=np.float64):
         image = row.reshape(image_shape)
         feats = []
         for bank in bank_list:
-            maps = naive_activation(naive_maps(image, bank, flip=flip, padding=padding, **conv), activation)
+            maps = naive_activation(
+                naive_maps(image, bank, flip=flip, padding=padding, **conv), activation
+            )
             if pooling is not None:
                 maps = [naive_pool(m, pooling, pool_size, pool_stride, pool_grid) for m in maps]
             feats.extend(m.ravel() for m in maps)
@@ -243,7 +264,9 @@ def test_channels_depthwise_and_summed():
     assert_allclose(got, naive_features(X, (5, 6, 3), [bank4], activation="split"), atol=1e-10)
     assert got.shape == (4, 2 * 2 * 30)
     assert list(summed.get_feature_names_out()[[0, 30, 60]]) == [
-        "conv_f0pos_r0_c0", "conv_f0neg_r0_c0", "conv_f1pos_r0_c0"
+        "conv_f0pos_r0_c0",
+        "conv_f0neg_r0_c0",
+        "conv_f1pos_r0_c0",
     ]
 
 
@@ -278,8 +301,12 @@ def test_consecutive_same_size_items_are_one_group(digits):
     assert len(est.filters_) == 1 and est.filters_[0].shape == (8, 3, 3)
     assert_allclose(
         est.transform(X[:5]),
-        naive_features(X[:5], (8, 8), [banks.make_bank("edges"), banks.make_bank("laplacian"), BANK_3],
-                       padding="same"),
+        naive_features(
+            X[:5],
+            (8, 8),
+            [banks.make_bank("edges"), banks.make_bank("laplacian"), BANK_3],
+            padding="same",
+        ),
         atol=1e-10,
     )
 
@@ -371,10 +398,13 @@ def test_learned_bank(digits, name):
     with pytest.raises(NotFittedError):
         est.transform(X)
     est.fit(X)
-    expected = banks.learn_bank(name, X.reshape(-1, 8, 8), random_state=check_random_state(0), **params)
+    expected = banks.learn_bank(
+        name, X.reshape(-1, 8, 8), random_state=check_random_state(0), **params
+    )
     assert_allclose(est.filters_[0], expected)
-    assert_allclose(est.transform(X[:5]), naive_features(X[:5], (8, 8), [expected], padding="same"),
-                    atol=1e-9)
+    assert_allclose(
+        est.transform(X[:5]), naive_features(X[:5], (8, 8), [expected], padding="same"), atol=1e-9
+    )
     # a refit on other data learns other filters
     other = clone(est).fit(X[::-1] ** 2)
     assert not np.allclose(other.filters_[0], est.filters_[0])
@@ -391,7 +421,9 @@ def test_learned_bank_in_a_list_and_channels():
     assert est.__sklearn_tags__().requires_fit is True
     est.fit(X)
     folded = np.moveaxis(X.reshape(10, 6, 6, 2), -1, 1).reshape(20, 6, 6)
-    expected = banks.learn_bank("pca", folded, n_filters=2, size=3, random_state=check_random_state(0))
+    expected = banks.learn_bank(
+        "pca", folded, n_filters=2, size=3, random_state=check_random_state(0)
+    )
     assert_allclose(est.filters_[0][:2], expected)
     assert est.filters_[0].shape == (6, 3, 3)  # pca's 2 and edges' 4, one 3x3 group
     Xt = est.transform(X)
@@ -417,7 +449,12 @@ def test_filter_params_mapping_for_a_list():
 @pytest.mark.parametrize(
     "filters, filter_params, error, match",
     [
-        ("gabor", {"orientations": 8}, TypeError, r"unexpected parameter\(s\) orientations.*accepts"),
+        (
+            "gabor",
+            {"orientations": 8},
+            TypeError,
+            r"unexpected parameter\(s\) orientations.*accepts",
+        ),
         (["gabor", "edges"], {"size": 5}, ValueError, r"maps the bank names.*'size'"),
         (["gabor"], {"gabor": 5}, TypeError, r"filter_params\['gabor'\] must be a dict"),
         ("random", {"random_state": 0}, ValueError, "random_state"),
@@ -439,30 +476,56 @@ def test_filter_params_errors(filters, filter_params, error, match):
 @pytest.mark.parametrize(
     "params, X_shape, error, match",
     [
-        ({"image_shape": (8, 8)}, (3, 50), ValueError, r"n_features=50.*image_shape=\(8, 8\).*8 \* 8 = 64"),
+        (
+            {"image_shape": (8, 8)},
+            (3, 50),
+            ValueError,
+            r"n_features=50.*image_shape=\(8, 8\).*8 \* 8 = 64",
+        ),
         ({"image_shape": (4, 4, 3)}, (3, 50), ValueError, r"n_features=50.*4 \* 4 \* 3 = 48"),
         ({"image_shape": (4, 4.0)}, (3, 16), TypeError, "image_shape must be"),
         ({"image_shape": (4, 2, 1, 2)}, (3, 16), TypeError, "image_shape must be"),
         ({"image_shape": (0, 4)}, (3, 0 + 16), ValueError, "positive"),
-        ({"filters": np.ones((9, 9)), "padding": "valid"}, (3, 64), ValueError,
-         r"9x9.*do not fit.*8x8.*n_features=64"),
+        (
+            {"filters": np.ones((9, 9)), "padding": "valid"},
+            (3, 64),
+            ValueError,
+            r"9x9.*do not fit.*8x8.*n_features=64",
+        ),
         ({"filters": np.ones(3)}, (3, 64), ValueError, r"2-D \(p, q\), 3-D.*got 1-D"),
         ({"filters": np.ones((1, 1, 1, 1, 1))}, (3, 64), ValueError, r"got 5-D"),
         ({"filters": [[1.0, 0.0], [0.0, -1.0]]}, (3, 64), ValueError, r"filters\[0\] must be 2-D"),
-        ({"filters": np.ones((2, 3, 3, 2)), "image_shape": (4, 4, 3)}, (3, 48), ValueError,
-         "have 2 channels, but the images have 3"),
+        (
+            {"filters": np.ones((2, 3, 3, 2)), "image_shape": (4, 4, 3)},
+            (3, 48),
+            ValueError,
+            "have 2 channels, but the images have 3",
+        ),
         ({"filters": np.ones((2, 3, 3, 2))}, (3, 64), ValueError, r"no channel axis.*image_shape"),
         ({"filters": []}, (3, 64), ValueError, "empty list"),
         ({"filters": np.zeros((0, 3, 3))}, (3, 64), ValueError, "must not be empty"),
-        ({"filters": np.array([[np.nan, 1.0], [0.0, 1.0]])}, (3, 64), ValueError, "NaN or infinity"),
-        ({"filters": [np.ones((3, 3)), np.full((2, 2), np.inf)]}, (3, 64), ValueError,
-         r"filters\[1\] contains NaN or infinity"),
+        (
+            {"filters": np.array([[np.nan, 1.0], [0.0, 1.0]])},
+            (3, 64),
+            ValueError,
+            "NaN or infinity",
+        ),
+        (
+            {"filters": [np.ones((3, 3)), np.full((2, 2), np.inf)]},
+            (3, 64),
+            ValueError,
+            r"filters\[1\] must be finite; got NaN or infinity",
+        ),
         ({"filters": np.array([["a", "b"], ["c", "d"]])}, (3, 64), TypeError, "real numbers"),
         ({"filters": np.ones((2, 2), dtype=complex)}, (3, 64), TypeError, "real numbers"),
         ({"filters": [np.ones((2, 2)), object()]}, (3, 64), TypeError, "real numbers"),
         ({"filters": "no_such_bank"}, (3, 64), ValueError, r"filters.*among.*'edges'"),
-        ({"filters": ["edges", "no_such_bank"]}, (3, 64), ValueError,
-         r"unknown filter bank 'no_such_bank'.*known banks: default, dog, edges"),
+        (
+            {"filters": ["edges", "no_such_bank"]},
+            (3, 64),
+            ValueError,
+            r"unknown filter bank 'no_such_bank'.*known banks: default, dog, edges",
+        ),
         ({"padding": "bogus"}, (3, 64), ValueError, "padding"),
         ({"padding": -1}, (3, 64), ValueError, "padding"),
         ({"padding": (1, 2, 3)}, (3, 64), TypeError, "padding"),
@@ -476,13 +539,25 @@ def test_filter_params_errors(filters, filter_params, error, match):
         ({"pooling": "median"}, (3, 64), ValueError, "pooling"),
         ({"pooling": "max", "pool_size": 0}, (3, 64), ValueError, "pool_size"),
         ({"pooling": "max", "pool_size": (2, 0)}, (3, 64), ValueError, "size must be >= 1"),
-        ({"pooling": "max", "pool_size": 9}, (3, 64), ValueError,
-         r"pooling window 9x9 is larger than the 8x8 maps"),
-        ({"pooling": "max", "pool_size": 3, "padding": "valid", "filters": np.ones((7, 7))},
-         (3, 64), ValueError, r"3x3 is larger than the 2x2 maps"),
+        (
+            {"pooling": "max", "pool_size": 9},
+            (3, 64),
+            ValueError,
+            r"pooling window 9x9 is larger than the 8x8 maps",
+        ),
+        (
+            {"pooling": "max", "pool_size": 3, "padding": "valid", "filters": np.ones((7, 7))},
+            (3, 64),
+            ValueError,
+            r"3x3 is larger than the 2x2 maps",
+        ),
         ({"pooling": "max", "pool_grid": 9}, (3, 64), ValueError, "grid 9x9 has more regions"),
-        ({"pooling": "max", "pool_grid": 2, "pool_stride": 1}, (3, 64), ValueError,
-         "stride cannot be given with grid"),
+        (
+            {"pooling": "max", "pool_grid": 2, "pool_stride": 1},
+            (3, 64),
+            ValueError,
+            "stride cannot be given with grid",
+        ),
         ({"pooling": "max", "pool_stride": 0}, (3, 64), ValueError, "pool_stride"),
         ({"method": "fastest"}, (3, 64), ValueError, "method"),
         ({"n_jobs": 1.5}, (3, 64), TypeError, "n_jobs"),
@@ -518,7 +593,9 @@ def test_errors_on_the_shape_of_X(digits):
     with pytest.raises(ValueError, match="infinity"):
         est.fit(np.where(bad == bad, bad, np.inf))
     fitted = BatchConv2DTransformer().fit(X)
-    with pytest.raises(ValueError, match="X has 49 features, but BatchConv2DTransformer is expecting 64"):
+    with pytest.raises(
+        ValueError, match="X has 49 features, but BatchConv2DTransformer is expecting 64"
+    ):
         fitted.transform(_rand((2, 49)))
 
 
@@ -536,8 +613,12 @@ def test_sparse_input_is_refused_with_a_hint(fmt):
 def test_input_never_modified(dtype, order, digits):
     X = np.array(digits[0][:40], dtype=dtype, order=order)
     before = X.copy(order="K")
-    for params in [{}, {"activation": "relu"}, {"activation": "square", "pooling": "sum"},
-                   {"filters": "pca", "filter_params": {"n_filters": 2, "size": 3}}]:
+    for params in [
+        {},
+        {"activation": "relu"},
+        {"activation": "square", "pooling": "sum"},
+        {"filters": "pca", "filter_params": {"n_filters": 2, "size": 3}},
+    ]:
         BatchConv2DTransformer(**params).fit_transform(X)
         assert_array_equal(X, before)
         assert X.dtype == before.dtype and X.flags.f_contiguous == before.flags.f_contiguous
@@ -557,7 +638,11 @@ def test_filters_parameter_never_modified():
 
 def test_float32_in_float32_out(digits):
     X = digits[0][:20]
-    for params in [{}, {"activation": "split", "pooling": "mean"}, {"filters": ["edges", BANK_2x4]}]:
+    for params in [
+        {},
+        {"activation": "split", "pooling": "mean"},
+        {"filters": ["edges", BANK_2x4]},
+    ]:
         est = BatchConv2DTransformer(**params)
         out32 = est.fit_transform(X.astype(np.float32))
         out64 = est.fit_transform(X)
@@ -568,13 +653,13 @@ def test_float32_in_float32_out(digits):
 
 def _record_conv2d(monkeypatch):
     calls = []
-    original = transformer_module.conv2d
+    original = layout_module.conv2d
 
     def recording(images, filters, **kwargs):
         calls.append((images, kwargs))
         return original(images, filters, **kwargs)
 
-    monkeypatch.setattr(transformer_module, "conv2d", recording)
+    monkeypatch.setattr(layout_module, "conv2d", recording)
     return calls
 
 
@@ -632,7 +717,9 @@ def test_verbose_zero_is_silent(capsys, digits):
 
 
 def test_feature_names_examples():
-    est = BatchConv2DTransformer(filters="edges", activation="split", pooling="max").fit(_rand((2, 64)))
+    est = BatchConv2DTransformer(filters="edges", activation="split", pooling="max").fit(
+        _rand((2, 64))
+    )
     names = est.get_feature_names_out()
     assert names.dtype == object and len(names) == 4 * 2 * 16 == len(set(names))
     assert names[0] == "conv_f0pos_r0_c0"
@@ -643,9 +730,13 @@ def test_feature_names_examples():
 
 
 def test_feature_names_global_pooling_and_grid():
-    est = BatchConv2DTransformer(filters=BANK_3, pooling="mean", pool_size="global").fit(_rand((2, 64)))
+    est = BatchConv2DTransformer(filters=BANK_3, pooling="mean", pool_size="global").fit(
+        _rand((2, 64))
+    )
     assert list(est.get_feature_names_out()) == ["conv_f0_r0_c0", "conv_f1_r0_c0", "conv_f2_r0_c0"]
-    est = BatchConv2DTransformer(filters=BANK_3, pooling="max", pool_grid=(1, 2)).fit(_rand((2, 64)))
+    est = BatchConv2DTransformer(filters=BANK_3, pooling="max", pool_grid=(1, 2)).fit(
+        _rand((2, 64))
+    )
     assert list(est.get_feature_names_out()[:2]) == ["conv_f0_r0_c0", "conv_f0_r0_c1"]
 
 
@@ -656,7 +747,10 @@ def test_set_output_pandas(digits):
     out = est.fit_transform(X)
     assert isinstance(out, pd.DataFrame)
     assert list(out.columns) == list(est.get_feature_names_out())
-    assert_allclose(out.to_numpy(), BatchConv2DTransformer(filters="edges", pooling="max").transform(X.to_numpy()))
+    assert_allclose(
+        out.to_numpy(),
+        BatchConv2DTransformer(filters="edges", pooling="max").transform(X.to_numpy()),
+    )
     assert_array_equal(est.feature_names_in_, X.columns)
 
 
@@ -704,12 +798,16 @@ def test_pipeline_and_grid_search(digits):
 def test_grid_search_over_filter_params_and_learned(digits):
     X, y = digits
     pipe = Pipeline(
-        [("conv", BatchConv2DTransformer(filters="pca", random_state=0, pooling="max")),
-         ("clf", LogisticRegression(max_iter=300))]
+        [
+            ("conv", BatchConv2DTransformer(filters="pca", random_state=0, pooling="max")),
+            ("clf", LogisticRegression(max_iter=300)),
+        ]
     )
     search = GridSearchCV(
         pipe,
-        param_grid={"conv__filter_params": [{"n_filters": 2, "size": 3}, {"n_filters": 4, "size": 5}]},
+        param_grid={
+            "conv__filter_params": [{"n_filters": 2, "size": 3}, {"n_filters": 4, "size": 5}]
+        },
         cv=2,
     )
     search.fit(X, y)

@@ -1,16 +1,27 @@
-"""``python -m skconv bench``: conv2d against its peers, timed in one run.
+"""The benchmark harness: conv2d against its peers, timed in one run.
 
-Every workload is timed for ``auto`` (n_jobs=-1 and n_jobs=1), every
-strategy that supports it, the seed's single einsum, a Python loop of
-``scipy.signal.correlate2d`` and ``torch.nn.functional.conv2d`` (2 threads)
-when they are importable.  Candidates are timed interleaved, in a shuffled
-order per round, with a short pause before each call so that the spinning
-worker threads of the previous library (OpenBLAS, OpenMP) have gone idle;
-the median over rounds is reported.  The machine is noisy (NOTES.md,
-pitfall 8): ratios from the same run are what to quote.
+Run from the repository root::
 
-torch and scipy are peers, not dependencies: they are imported here only,
-lazily, and skipped when missing.
+    python benchmarks/bench.py [--quick | --smoke] [--json PATH]
+
+Every workload (W1-W6) is timed for ``auto`` (n_jobs=-1 and n_jobs=1), every
+strategy that supports it, the stride-tricks einsum of the well-known
+StackOverflow answer (one ``np.einsum`` over a ``sliding_window_view`` per
+filter), a Python loop of ``scipy.signal.correlate2d`` and
+``torch.nn.functional.conv2d`` (2 threads) when they are importable.
+Candidates are timed interleaved, in a shuffled order per round, with a short
+pause before each call so that the spinning worker threads of the previous
+library (OpenBLAS, OpenMP) have gone idle; the median over rounds is
+reported.  On a shared machine timings drift by tens of percent between
+minutes: ratios from the same run are what to quote.  A random sweep
+compares auto with the fastest strategy, a memory case checks the bound of
+``working_memory``, and the results are checked against the thresholds of
+``evaluate_targets``.
+
+It uses skconv's public API only: ``conv2d(method=...)`` for each strategy
+and ``explain_conv2d`` for what auto picks, why, and which strategies support
+a problem.  torch and scipy are peers, not dependencies: imported lazily, and
+skipped when missing.
 """
 
 import argparse
@@ -21,9 +32,10 @@ import platform
 import sys
 import time
 import tracemalloc
-from contextlib import contextmanager
 
 import numpy as np
+
+from skconv import conv2d, explain_conv2d
 
 WORKLOADS = {
     # name: (n_images, height, width, n_filters, p, q)
@@ -41,7 +53,7 @@ MEMORY_TARGET_MIB = 48
 # Slow candidates run on a subset of the batch sized to take about this long,
 # and their time is scaled up to the whole batch (said in the output).
 SLOW_BUDGET_S = {"full": 0.4, "quick": 0.08, "smoke": 0.01}
-SLOW = ("seed_einsum", "scipy_loop", "einsum")
+SLOW = ("stride_tricks_einsum", "scipy_loop", "einsum")
 
 
 def _log(*args):
@@ -68,8 +80,8 @@ def _scipy_signal():
     return signal
 
 
-def seed_einsum(x, bank):
-    """The seed's answer, exactly: one einsum over the window view per filter."""
+def stride_tricks_einsum(x, bank):
+    """The well-known StackOverflow answer, exactly: one einsum over the window view per filter."""
     from numpy.lib.stride_tricks import sliding_window_view
 
     results = []
@@ -149,24 +161,6 @@ def peak_bytes(fn):
     return peak
 
 
-@contextmanager
-def forced_split(mode):
-    """Force conv2d's threading mode for every strategy.
-
-    "blas": one stream of products on BLAS's threads; "threads" or "single":
-    the batch split over conv2d's threads (n_jobs of them), single-threaded
-    BLAS.  For the cost-model sweep, which times every mode.
-    """
-    from . import _methods
-
-    original = _methods.Method.split_batch
-    _methods.Method.split_batch = lambda self, spec: mode in ("threads", "single")
-    try:
-        yield
-    finally:
-        _methods.Method.split_batch = original
-
-
 def gemm_gflops(dtype, size=2048, repeats=5):
     """GFLOP/s of one large ``np.matmul`` (BLAS's default threads)."""
     rng = np.random.default_rng(0)
@@ -234,33 +228,23 @@ def _subset_size(n, seconds_full_estimate, budget):
     return max(1, int(n * budget / seconds_full_estimate))
 
 
-def run_workload(name, shape, dtype, *, rounds, rng, level, methods=True, peers=True,
-                 memory=True, pause=0.02):
+def run_workload(
+    name, shape, dtype, *, rounds, rng, level, methods=True, peers=True, memory=True, pause=0.02
+):
     """Time every candidate on one workload; returns a JSON-able dict."""
-    from . import conv2d
-    from ._conv import plan_conv2d
-    from ._methods import METHODS
-
     n, h, w, k, p, q = shape
     x = rng.standard_normal((n, h, w)).astype(dtype)
     bank = rng.standard_normal((k, p, q)).astype(dtype)
     flops = 2.0 * n * k * (h - p + 1) * (w - q + 1) * p * q
-    spec = plan_conv2d(x.shape, x.dtype, bank.shape).spec
-    chosen = {}
-    for jobs in (-1, 1):
-        from ._conv import _with_filters, _n_threads
-
-        plan = _with_filters(plan_conv2d(x.shape, x.dtype, bank.shape), bank[..., None], _n_threads(jobs))
-        chosen[jobs] = (plan.method, plan.reason)
+    chosen = {jobs: explain_conv2d(x, bank, n_jobs=jobs) for jobs in (-1, 1)}
+    strategies = list(chosen[-1].estimates)  # every strategy that supports the problem
 
     candidates, scale, subset = {}, {}, {}
     candidates["auto"] = lambda: conv2d(x, bank, n_jobs=-1)
     candidates["auto[n_jobs=1]"] = lambda: conv2d(x, bank, n_jobs=1)
     budget = SLOW_BUDGET_S[level]
     if methods:
-        for mname, method in METHODS.items():
-            if not method.supports(spec):
-                continue
+        for mname in strategies:
             if mname == "einsum":
                 m = _subset_size(n, flops / 2 / 0.3e9, budget)
                 xs = x[:m]
@@ -275,8 +259,8 @@ def run_workload(name, shape, dtype, *, rounds, rng, level, methods=True, peers=
     if peers:
         m = _subset_size(n, flops / 2 / 0.3e9, budget)
         xs = x[:m]
-        candidates["seed_einsum"] = lambda: seed_einsum(xs, bank)
-        scale["seed_einsum"], subset["seed_einsum"] = n / m, m
+        candidates["stride_tricks_einsum"] = lambda: stride_tricks_einsum(xs, bank)
+        scale["stride_tricks_einsum"], subset["stride_tricks_einsum"] = n / m, m
         signal = _scipy_signal()
         if signal is not None:
             m = _subset_size(n, n * k * (2e-5 + h * w * p * q * 1.5e-9), budget)
@@ -307,24 +291,26 @@ def run_workload(name, shape, dtype, *, rounds, rng, level, methods=True, peers=
             entry["timed_on_images"] = subset[cname]
             entry["scaled_by"] = scale[cname]
         if cname.startswith("auto"):
-            entry["method"] = chosen[1 if "n_jobs=1" in cname else -1][0]
+            entry["method"] = chosen[1 if "n_jobs=1" in cname else -1].method
         results[cname] = entry
     out_bytes = n * k * (h - p + 1) * (w - q + 1) * np.dtype(dtype).itemsize
     if memory:
         for cname in results:
             if cname == "torch":
-                results[cname]["peak_extra_mib"] = None  # torch's allocator is invisible to tracemalloc
+                results[cname]["peak_extra_mib"] = (
+                    None  # torch's allocator is invisible to tracemalloc
+                )
                 continue
             fn = candidates[cname]
             peak = peak_bytes(fn)
             own_out = out_bytes / scale.get(cname, 1.0)
             results[cname]["peak_extra_mib"] = max(0.0, peak - own_out) / 2**20
-    for cname, entry in results.items():
-        for peer in ("torch", "seed_einsum", "scipy_loop"):
+    for entry in results.values():
+        for peer in ("torch", "stride_tricks_einsum", "scipy_loop"):
             if peer in results:
                 entry[f"ratio_to_{peer}"] = entry["median_ms"] / results[peer]["median_ms"]
     fastest = min(
-        (c for c in results if c in METHODS),
+        (c for c in results if c in strategies),
         key=lambda c: results[c]["median_ms"],
         default=None,
     )
@@ -333,8 +319,8 @@ def run_workload(name, shape, dtype, *, rounds, rng, level, methods=True, peers=
         "dtype": np.dtype(dtype).name,
         "shape": {"n_images": n, "height": h, "width": w, "n_filters": k, "p": p, "q": q},
         "gflop": flops / 1e9,
-        "chosen": {"n_jobs=-1": chosen[-1][0], "n_jobs=1": chosen[1][0]},
-        "reason": chosen[-1][1],
+        "chosen": {"n_jobs=-1": chosen[-1].method, "n_jobs=1": chosen[1].method},
+        "reason": str(chosen[-1]),
         "fastest_method": fastest,
         "auto_over_fastest": (
             results["auto"]["median_ms"] / results[fastest]["median_ms"] if fastest else None
@@ -347,19 +333,21 @@ def run_memory(rng, level):
     """Peak memory beyond the output of the 20000x28x28, 8x5x5 float32 case."""
     from sklearn import config_context
 
-    from . import conv2d
-
     n, h, w, k, p, q = MEMORY_WORKLOAD
     if level == "smoke":
         n = 2000
     x = rng.standard_normal((n, h, w)).astype(np.float32)
     bank = rng.standard_normal((k, p, q)).astype(np.float32)
     out_mib = n * k * (h - p + 1) * (w - q + 1) * 4 / 2**20
-    result = {"shape": [n, h, w, k, p, q], "working_memory_mib": MEMORY_WORKING_MEMORY,
-              "output_mib": out_mib, "target_mib": MEMORY_TARGET_MIB}
+    result = {
+        "shape": [n, h, w, k, p, q],
+        "working_memory_mib": MEMORY_WORKING_MEMORY,
+        "output_mib": out_mib,
+        "target_mib": MEMORY_TARGET_MIB,
+    }
     with config_context(working_memory=MEMORY_WORKING_MEMORY):
         for jobs in (1, -1):
-            peak = peak_bytes(lambda: conv2d(x, bank, n_jobs=jobs)) / 2**20
+            peak = peak_bytes(lambda jobs=jobs: conv2d(x, bank, n_jobs=jobs)) / 2**20
             start = time.perf_counter()
             conv2d(x, bank, n_jobs=jobs)
             elapsed = time.perf_counter() - start
@@ -396,20 +384,35 @@ def run_sweep(count, rng, rounds, level, pause):
         shape = random_shape(rng, max_macs=3e8 if level == "full" else 5e7)
         dtype = np.float32 if i % 2 == 0 else np.float64
         _log(f"sweep {i + 1}/{count}: {shape} {np.dtype(dtype).name}")
-        res = run_workload(f"S{i + 1}", shape, dtype, rounds=rounds, rng=rng, level="quick",
-                           peers=False, memory=False, pause=pause)
+        res = run_workload(
+            f"S{i + 1}",
+            shape,
+            dtype,
+            rounds=rounds,
+            rng=rng,
+            level="quick",
+            peers=False,
+            memory=False,
+            pause=pause,
+        )
         torch = _torch()
         if torch is not None:
             n, h, w, k, p, q = shape
             tx = torch.from_numpy(rng.standard_normal((n, 1, h, w)).astype(dtype))
             tw = torch.from_numpy(rng.standard_normal((k, 1, p, q)).astype(dtype))
-            times = time_interleaved({"torch": lambda: torch.nn.functional.conv2d(tx, tw)}, rounds, rng, pause=pause)
+            times = time_interleaved(
+                {"torch": lambda tx=tx, tw=tw, torch=torch: torch.nn.functional.conv2d(tx, tw)},
+                rounds,
+                rng,
+                pause=pause,
+            )
             res["results"]["torch"] = {"median_ms": float(np.median(times["torch"])) * 1e3}
         rows.append(res)
     ratios = [r["auto_over_fastest"] for r in rows if r["auto_over_fastest"]]
     torch_ratios = [
         r["results"]["auto"]["median_ms"] / r["results"]["torch"]["median_ms"]
-        for r in rows if "torch" in r["results"]
+        for r in rows
+        if "torch" in r["results"]
     ]
     return {
         "shapes": rows,
@@ -428,7 +431,7 @@ def _geomean(values):
 
 
 def evaluate_targets(report):
-    """The issue's targets, each with the measured value and pass/fail."""
+    """The benchmark's thresholds, each with the measured value and pass/fail."""
     by = {(w["workload"], w["dtype"]): w["results"] for w in report["workloads"]}
     targets = []
 
@@ -441,13 +444,20 @@ def evaluate_targets(report):
         ratios = [r for r in ratios if r is not None]
         if len(ratios) == 5:
             g = _geomean(ratios)
-            add(f"auto {dtype} geomean time / torch over W1-W5 <= {bound}", g, g <= bound,
-                " ".join(f"{w}:{r:.2f}" for w, r in zip(five, ratios)))
+            add(
+                f"auto {dtype} geomean time / torch over W1-W5 <= {bound}",
+                g,
+                g <= bound,
+                " ".join(f"{w}:{r:.2f}" for w, r in zip(five, ratios, strict=True)),
+            )
             if dtype == "float32":
                 add("auto float32 faster than torch on each of W1-W5", max(ratios), max(ratios) < 1)
-    if ("W1", "float64") in by and "ratio_to_seed_einsum" in by[("W1", "float64")]["auto"]:
-        speedup = 1 / by[("W1", "float64")]["auto"]["ratio_to_seed_einsum"]
-        add("auto float64 >= 10x faster than the seed's einsum on W1", speedup, speedup >= 10)
+    w1 = by.get(("W1", "float64"), {}).get("auto", {})
+    if "ratio_to_stride_tricks_einsum" in w1:
+        speedup = 1 / w1["ratio_to_stride_tricks_einsum"]
+        add(
+            "auto float64 >= 10x faster than the stride-tricks einsum on W1", speedup, speedup >= 10
+        )
     for dtype in ("float32", "float64"):
         speedups = [
             1 / by[(w, dtype)]["auto"]["ratio_to_scipy_loop"]
@@ -455,14 +465,22 @@ def evaluate_targets(report):
             if (w, dtype) in by and "ratio_to_scipy_loop" in by[(w, dtype)]["auto"]
         ]
         if len(speedups) == 3:
-            add(f"auto {dtype} >= 20x faster than the scipy loop on W2-W4", min(speedups),
-                min(speedups) >= 20, " ".join(f"{s:.0f}x" for s in speedups))
+            add(
+                f"auto {dtype} >= 20x faster than the scipy loop on W2-W4",
+                min(speedups),
+                min(speedups) >= 20,
+                " ".join(f"{s:.0f}x" for s in speedups),
+            )
     sgemm = report["gemm_gflops"]["float32"]
     for w in ("W3", "W4"):
         if (w, "float32") in by:
             g = by[(w, "float32")]["auto"]["gflops"]
-            add(f"{w} float32 auto >= 50% of sgemm GFLOP/s", g / sgemm, g >= 0.5 * sgemm,
-                f"{g:.0f} of {sgemm:.0f} GFLOP/s")
+            add(
+                f"{w} float32 auto >= 50% of sgemm GFLOP/s",
+                g / sgemm,
+                g >= 0.5 * sgemm,
+                f"{g:.0f} of {sgemm:.0f} GFLOP/s",
+            )
     worst = max(
         (w["auto_over_fastest"] for w in report["workloads"] if w["auto_over_fastest"]),
         default=None,
@@ -471,14 +489,21 @@ def evaluate_targets(report):
         add("auto within 1.3x of the fastest method on each workload", worst, worst <= 1.3)
     sweep = report.get("sweep")
     if sweep and sweep.get("auto_over_fastest_worst"):
-        add("auto within 1.3x of the fastest method on the random sweep (worst)",
-            sweep["auto_over_fastest_worst"], sweep["auto_over_fastest_worst"] <= 1.3,
-            f"geomean {sweep['auto_over_fastest_geomean']:.3f}")
+        add(
+            "auto within 1.3x of the fastest method on the random sweep (worst)",
+            sweep["auto_over_fastest_worst"],
+            sweep["auto_over_fastest_worst"] <= 1.3,
+            f"geomean {sweep['auto_over_fastest_geomean']:.3f}",
+        )
     mem = report.get("memory")
     if mem:
         worst_mem = max(mem[k]["peak_extra_mib"] for k in mem if k.startswith("n_jobs"))
-        add(f"20000x28x28, 8x5x5 float32, working_memory=32: extra peak <= {MEMORY_TARGET_MIB} MiB",
-            worst_mem, worst_mem <= MEMORY_TARGET_MIB, "tracemalloc")
+        add(
+            f"20000x28x28, 8x5x5 float32, working_memory=32: extra peak <= {MEMORY_TARGET_MIB} MiB",
+            worst_mem,
+            worst_mem <= MEMORY_TARGET_MIB,
+            "tracemalloc",
+        )
     return targets
 
 
@@ -486,66 +511,96 @@ def format_report(report):
     """The printed table (also kept in benchmarks/RESULTS.md)."""
     lines = []
     m = report["machine"]
-    blas = ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']} kernels)" for b in m["blas"])
-    lines.append(f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, NumPy {m['numpy']}, "
-                 f"scikit-learn {m['scikit-learn']}, {blas}; torch {m.get('torch', 'not installed')}")
-    lines.append(f"OPENBLAS_CORETYPE={m['OPENBLAS_CORETYPE']}, OPENBLAS_L2_SIZE={m['OPENBLAS_L2_SIZE']}")
+    blas = ", ".join(
+        f"{b['internal_api']} {b['version']} ({b['architecture']} kernels)" for b in m["blas"]
+    )
+    lines.append(
+        f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, NumPy {m['numpy']}, "
+        f"scikit-learn {m['scikit-learn']}, {blas}; torch {m.get('torch', 'not installed')}"
+    )
+    lines.append(
+        f"OPENBLAS_CORETYPE={m['OPENBLAS_CORETYPE']}, OPENBLAS_L2_SIZE={m['OPENBLAS_L2_SIZE']}"
+    )
     g = report["gemm_gflops"]
-    lines.append(f"Large np.matmul (2048^3): sgemm {g['float32']:.0f} GFLOP/s, dgemm {g['float64']:.0f} GFLOP/s")
-    lines.append(f"Level {report['level']}, {report['rounds']} rounds, interleaved in shuffled order; "
-                 "medians. Slow candidates marked * were timed on a subset of the batch and scaled "
-                 "(images timed in brackets). Peak extra memory: tracemalloc peak minus the output.")
+    lines.append(
+        f"Large np.matmul (2048^3): sgemm {g['float32']:.0f} GFLOP/s, "
+        f"dgemm {g['float64']:.0f} GFLOP/s"
+    )
+    lines.append(
+        f"Level {report['level']}, {report['rounds']} rounds, interleaved in shuffled order; "
+        "medians. Slow candidates marked * were timed on a subset of the batch and scaled "
+        "(images timed in brackets). Peak extra memory: tracemalloc peak minus the output."
+    )
     lines.append("")
-    header = (f"{'workload':<12}{'candidate':<26}{'median ms':>11}{'/torch':>8}{'/einsum':>9}{'/scipy':>8}"
-              f"{'GFLOP/s':>9}{'extra MiB':>10}  method")
+    header = (
+        f"{'workload':<12}{'candidate':<26}{'median ms':>11}{'/torch':>8}{'/einsum':>9}"
+        f"{'/scipy':>8}"
+        f"{'GFLOP/s':>9}{'extra MiB':>10}  method"
+    )
     for w in report["workloads"]:
         lines.append(header)
         label = f"{w['workload']} {w['dtype'][5:]}"
         s = w["shape"]
-        lines.append(f"{label:<12}{s['n_images']}x{s['height']}x{s['width']}, {s['n_filters']} filters "
-                     f"{s['p']}x{s['q']}; {w['gflop']:.3f} GFLOP; auto picks {w['chosen']['n_jobs=-1']} "
-                     f"(n_jobs=-1), {w['chosen']['n_jobs=1']} (n_jobs=1); fastest method "
-                     f"{w['fastest_method']}, auto/fastest {w['auto_over_fastest']:.2f}")
+        lines.append(
+            f"{label:<12}{s['n_images']}x{s['height']}x{s['width']}, {s['n_filters']} filters "
+            f"{s['p']}x{s['q']}; {w['gflop']:.3f} GFLOP; auto picks {w['chosen']['n_jobs=-1']} "
+            f"(n_jobs=-1), {w['chosen']['n_jobs=1']} (n_jobs=1); fastest method "
+            f"{w['fastest_method']}, auto/fastest {w['auto_over_fastest']:.2f}"
+        )
         for cname, e in sorted(w["results"].items(), key=lambda kv: kv[1]["median_ms"]):
             star = f"*[{e['timed_on_images']}]" if "timed_on_images" in e else ""
 
-            def r(key):
+            def r(key, e=e):
                 v = e.get(key)
                 return f"{v:.3g}" if v is not None else "-"
 
             mem = e.get("peak_extra_mib")
             mem = f"{mem:.1f}" if mem is not None else "n/a"
-            lines.append(f"{'':<12}{cname + star:<26}{e['median_ms']:>11.3f}{r('ratio_to_torch'):>8}"
-                         f"{r('ratio_to_seed_einsum'):>9}{r('ratio_to_scipy_loop'):>8}{e['gflops']:>9.1f}"
-                         f"{mem:>10}  {e.get('method', '')}")
+            lines.append(
+                f"{'':<12}{cname + star:<26}{e['median_ms']:>11.3f}{r('ratio_to_torch'):>8}"
+                f"{r('ratio_to_stride_tricks_einsum'):>9}{r('ratio_to_scipy_loop'):>8}{e['gflops']:>9.1f}"
+                f"{mem:>10}  {e.get('method', '')}"
+            )
         lines.append("")
     sweep = report.get("sweep")
     if sweep:
-        lines.append(f"Random sweep ({len(sweep['shapes'])} shapes, n_jobs=-1): auto / fastest method "
-                     f"geomean {sweep['auto_over_fastest_geomean']:.3f}, worst "
-                     f"{sweep['auto_over_fastest_worst']:.2f}; auto / torch geomean "
-                     f"{sweep['auto_over_torch_geomean'] or float('nan'):.3f}")
+        lines.append(
+            f"Random sweep ({len(sweep['shapes'])} shapes, n_jobs=-1): auto / fastest method "
+            f"geomean {sweep['auto_over_fastest_geomean']:.3f}, worst "
+            f"{sweep['auto_over_fastest_worst']:.2f}; auto / torch geomean "
+            f"{sweep['auto_over_torch_geomean'] or float('nan'):.3f}"
+        )
         for row in sweep["shapes"]:
             s = row["shape"]
             t = row["results"].get("torch", {}).get("median_ms")
             lines.append(
-                f"  {row['workload']:<5}{row['dtype'][5:]:<4}{s['n_images']:>6}x{s['height']}x{s['width']}"
+                f"  {row['workload']:<5}{row['dtype'][5:]:<4}"
+                f"{s['n_images']:>6}x{s['height']}x{s['width']}"
                 f" K={s['n_filters']:<3}{s['p']}x{s['q']:<4} auto {row['chosen']['n_jobs=-1']:<13}"
-                f"{row['results']['auto']['median_ms']:>9.3f} ms  fastest {row['fastest_method']:<13}"
-                f"x{row['auto_over_fastest']:.2f}" + (f"  /torch {row['results']['auto']['median_ms'] / t:.2f}" if t else "")
+                f"{row['results']['auto']['median_ms']:>9.3f} ms  "
+                f"fastest {row['fastest_method']:<13}"
+                f"x{row['auto_over_fastest']:.2f}"
+                + (f"  /torch {row['results']['auto']['median_ms'] / t:.2f}" if t else "")
             )
         lines.append("")
     mem = report.get("memory")
     if mem:
-        lines.append(f"Memory: {'x'.join(map(str, mem['shape'][:3]))}, {mem['shape'][3]} filters "
-                     f"{mem['shape'][4]}x{mem['shape'][5]} float32, working_memory={mem['working_memory_mib']}: "
-                     f"output {mem['output_mib']:.0f} MiB; extra peak (tracemalloc) "
-                     f"n_jobs=1 {mem['n_jobs=1']['peak_extra_mib']:.1f} MiB ({mem['n_jobs=1']['ms']:.0f} ms), "
-                     f"n_jobs=-1 {mem['n_jobs=-1']['peak_extra_mib']:.1f} MiB ({mem['n_jobs=-1']['ms']:.0f} ms)")
+        lines.append(
+            f"Memory: {'x'.join(map(str, mem['shape'][:3]))}, {mem['shape'][3]} filters "
+            f"{mem['shape'][4]}x{mem['shape'][5]} float32, "
+            f"working_memory={mem['working_memory_mib']}: "
+            f"output {mem['output_mib']:.0f} MiB; extra peak (tracemalloc) "
+            f"n_jobs=1 {mem['n_jobs=1']['peak_extra_mib']:.1f} MiB "
+            f"({mem['n_jobs=1']['ms']:.0f} ms), "
+            f"n_jobs=-1 {mem['n_jobs=-1']['peak_extra_mib']:.1f} MiB "
+            f"({mem['n_jobs=-1']['ms']:.0f} ms)"
+        )
         lines.append("")
     lines.append("Targets:")
     for t in report["targets"]:
-        lines.append(f"  [{'met' if t['met'] else 'MISSED'}] {t['target']}: {t['value']:.3g} {t['detail']}")
+        lines.append(
+            f"  [{'met' if t['met'] else 'MISSED'}] {t['target']}: {t['value']:.3g} {t['detail']}"
+        )
     return "\n".join(lines)
 
 
@@ -554,24 +609,30 @@ def format_report(report):
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="python -m skconv bench",
+        prog="python benchmarks/bench.py",
         description=(
-            "Time conv2d (auto and every strategy) against the seed's einsum, a "
-            "scipy.signal.correlate2d loop and torch.conv2d on the issue's workloads "
-            "W1-W6, a random sweep and a memory case; print a table and check the targets."
+            "Time conv2d (auto and every strategy) against the stride-tricks einsum, a "
+            "scipy.signal.correlate2d loop and torch.conv2d on the workloads W1-W6, a "
+            "random sweep and a memory case; print a table and check the thresholds."
         ),
     )
     level = parser.add_mutually_exclusive_group()
-    level.add_argument("--quick", action="store_true", help="fewer rounds and a small sweep (under a minute)")
+    level.add_argument(
+        "--quick", action="store_true", help="fewer rounds and a small sweep (under a minute)"
+    )
     level.add_argument("--smoke", action="store_true", help="tiny sizes, for tests (seconds)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     parser.add_argument("--rounds", type=int, help="timing rounds per workload")
-    parser.add_argument("--workloads", default="W1,W2,W3,W4,W5,W6", help="comma-separated subset of W1..W6")
-    parser.add_argument("--dtypes", default="float32,float64", help="comma-separated float32,float64")
+    parser.add_argument(
+        "--workloads", default="W1,W2,W3,W4,W5,W6", help="comma-separated subset of W1..W6"
+    )
+    parser.add_argument(
+        "--dtypes", default="float32,float64", help="comma-separated float32,float64"
+    )
     parser.add_argument("--sweep", type=int, help="random shapes in the sweep (0 to skip)")
     parser.add_argument("--no-memory", action="store_true", help="skip the working_memory case")
     parser.add_argument("--pause", type=float, help="seconds of sleep before each timed call")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the data and sweep")
     return parser
 
 
@@ -580,17 +641,41 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     level = "smoke" if args.smoke else "quick" if args.quick else "full"
     rounds = args.rounds or {"full": 7, "quick": 3, "smoke": 2}[level]
-    sweep_count = args.sweep if args.sweep is not None else {"full": 40, "quick": 4, "smoke": 1}[level]
-    pause = args.pause if args.pause is not None else {"full": 0.03, "quick": 0.01, "smoke": 0.0}[level]
+    sweep_count = (
+        args.sweep if args.sweep is not None else {"full": 40, "quick": 4, "smoke": 1}[level]
+    )
+    pause = (
+        args.pause if args.pause is not None else {"full": 0.03, "quick": 0.01, "smoke": 0.0}[level]
+    )
     rng = np.random.default_rng(args.seed)
     names = [w.strip() for w in args.workloads.split(",") if w.strip()]
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
-    unknown = [w for w in names if w not in WORKLOADS] + [d for d in dtypes if d not in ("float32", "float64")]
+    unknown = [w for w in names if w not in WORKLOADS] + [
+        d for d in dtypes if d not in ("float32", "float64")
+    ]
     if unknown:
         print(f"unknown workloads or dtypes: {unknown}", file=sys.stderr)
         return 2
+    for flag, value in (
+        ("--rounds", args.rounds),
+        ("--sweep", args.sweep),
+        ("--pause", args.pause),
+    ):
+        if value is not None and value < (1 if flag == "--rounds" else 0):
+            print(
+                f"{flag} must be >= {1 if flag == '--rounds' else 0}; got {value}.", file=sys.stderr
+            )
+            return 2
+    if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
+        print(f"--json: the directory of {args.json!r} does not exist.", file=sys.stderr)
+        return 2
 
-    report = {"level": level, "rounds": rounds, "machine": machine_info(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    report = {
+        "level": level,
+        "rounds": rounds,
+        "machine": machine_info(),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
     _log("timing large np.matmul")
     gemm_size = 512 if level == "smoke" else 2048
     report["gemm_gflops"] = {d: gemm_gflops(d, gemm_size) for d in ("float32", "float64")}
@@ -607,8 +692,16 @@ def main(argv=None):
                 continue
             _log(f"{name} {dtype} {shape}")
             report["workloads"].append(
-                run_workload(name, shape, np.dtype(dtype), rounds=rounds, rng=rng, level=level,
-                             memory=level != "smoke" or name == "W1", pause=pause)
+                run_workload(
+                    name,
+                    shape,
+                    np.dtype(dtype),
+                    rounds=rounds,
+                    rng=rng,
+                    level=level,
+                    memory=level != "smoke" or name == "W1",
+                    pause=pause,
+                )
             )
     if sweep_count:
         report["sweep"] = run_sweep(sweep_count, rng, max(2, rounds // 2), level, pause)

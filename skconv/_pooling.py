@@ -1,55 +1,62 @@
-"""Pooling and rectification of feature maps."""
+"""Pooling of feature maps, and the shape arithmetic of pooling."""
 
 import numpy as np
 
-from ._conv import _check_dtype, _is_int, _pair
+from ._activation import rectify
+from ._validation import as_real_array, check_option, check_pair, float_dtype
 
 POOL_OPS = ("max", "mean", "sum")
-ACTIVATIONS = ("relu", "abs", "square", "split")
 _REDUCE = {"max": np.max, "mean": np.mean, "sum": np.sum}
 
 
-def rectify(maps, activation, *, copy=True):
-    """Apply a pointwise rectification to maps of shape (..., n_maps, h, w).
+def pooled_shape(map_shape, size=2, *, stride=None, grid=None):
+    """(rows, columns) of ``map_shape`` maps after pooling; checks the parameters.
+
+    The one place the pooling parameters are validated: :func:`pool2d` and the
+    transformer's layout both call it.
 
     Parameters
     ----------
-    maps : ndarray of shape (n_images, h, w) or (n_images, n_maps, h, w)
-        Feature maps.
-    activation : {None, "relu", "abs", "square", "split"}
-        None returns ``maps``; "relu" is max(x, 0); "abs" |x|; "square" x**2;
-        "split" returns the positive and negative parts, relu(x) and
-        relu(-x), as two maps per input map, interleaved: map ``2k`` is the
-        positive and ``2k + 1`` the negative part of map ``k`` (a 3-D input
-        becomes (n_images, 2, h, w)).
-    copy : bool, default=True
-        If False, "relu", "abs" and "square" work in place on ``maps``.
+    map_shape : (int, int)
+        Rows and columns of the maps.
+    size, stride, grid
+        As in :func:`pool2d`.
 
     Returns
     -------
-    ndarray
-        Same dtype as ``maps``.
+    (int, int)
+        Rows and columns of the pooled maps.
+
+    Examples
+    --------
+    >>> from skconv._pooling import pooled_shape
+    >>> pooled_shape((7, 9), 2)
+    (3, 4)
+    >>> pooled_shape((7, 9), 3, stride=1), pooled_shape((7, 9), grid=2)
+    ((5, 7), (2, 2))
     """
-    if activation is None:
-        return maps
-    if activation not in ACTIVATIONS:
+    h, w = map_shape
+    if grid is not None:
+        if stride is not None:
+            raise ValueError("stride cannot be given with grid; pass one or the other.")
+        gh, gw = check_pair(grid, "grid")
+        if gh > h or gw > w:
+            raise ValueError(f"grid {gh}x{gw} has more regions than the {h}x{w} maps have pixels.")
+        return gh, gw
+    if isinstance(size, str):
+        if size != "global":
+            raise ValueError(f"size must be an int, a pair or 'global'; got {size!r}.")
+        if stride is not None:
+            raise ValueError("stride cannot be given with size='global'.")
+        return 1, 1
+    ph, pw = check_pair(size, "size")
+    sh, sw = (ph, pw) if stride is None else check_pair(stride, "stride")
+    if ph > h or pw > w:
         raise ValueError(
-            f"activation must be None or one of {ACTIVATIONS}; got {activation!r}."
+            f"pooling window {ph}x{pw} is larger than the {h}x{w} maps; use a "
+            "smaller size, grid=... or size='global'."
         )
-    if activation == "split":
-        four_d = maps if maps.ndim == 4 else maps[:, None]
-        n, k, h, w = four_d.shape
-        result = np.empty((n, k, 2, h, w), maps.dtype)
-        np.maximum(four_d, 0, out=result[:, :, 0])
-        np.negative(four_d, out=result[:, :, 1])
-        np.maximum(result[:, :, 1], 0, out=result[:, :, 1])
-        return result.reshape(n, 2 * k, h, w)
-    out = None if copy else maps
-    if activation == "relu":
-        return np.maximum(maps, 0, out=out)
-    if activation == "abs":
-        return np.abs(maps, out=out)
-    return np.square(maps, out=out)
+    return (h - ph) // sh + 1, (w - pw) // sw + 1
 
 
 def _grid_bounds(size, cells):
@@ -107,57 +114,37 @@ def pool2d(maps, size=2, *, stride=None, op="max", grid=None, activation=None):
     >>> pool2d(maps, grid=(3, 1), op="sum").shape
     (1, 3, 1)
     """
-    if hasattr(maps, "nnz") and hasattr(maps, "toarray"):
-        raise TypeError("maps is a sparse matrix; pool2d takes dense arrays.")
-    maps = np.asarray(maps)
+    maps = as_real_array(maps, "maps")
     if maps.ndim not in (3, 4):
         raise ValueError(
             "maps must be 3-D (n_images, h, w) or 4-D (n_images, n_maps, h, w); "
             f"got shape {maps.shape}."
         )
-    dtype = _check_dtype(maps.dtype, "maps")
+    dtype = float_dtype(maps.dtype, "maps")
     if maps.dtype.kind != "f":
         maps = maps.astype(dtype)
-    if op not in POOL_OPS:
-        raise ValueError(f"op must be one of {POOL_OPS}; got {op!r}.")
+    check_option(op, POOL_OPS, "op")
     maps = rectify(maps, activation)
     h, w = maps.shape[-2:]
+    out_h, out_w = pooled_shape((h, w), size, stride=stride, grid=grid)
     reduce = _REDUCE[op]
 
     if grid is not None:
-        if stride is not None:
-            raise ValueError("stride cannot be given with grid; pass one or the other.")
-        gh, gw = _pair(grid, "grid")
-        if gh > h or gw > w:
-            raise ValueError(
-                f"grid {gh}x{gw} has more regions than the {h}x{w} maps have pixels."
-            )
-        out = np.empty(maps.shape[:-2] + (gh, gw), maps.dtype)
+        out = np.empty(maps.shape[:-2] + (out_h, out_w), maps.dtype)
         # A Python loop over the grid's few regions, never over images; each
         # region is reduced one axis at a time (a reduction over two strided
         # axes at once runs numpy's slow generic loop).  Max, sum and mean
         # of equal-length rows all compose this way.
-        for i, (r0, r1) in enumerate(_grid_bounds(h, gh)):
-            for j, (c0, c1) in enumerate(_grid_bounds(w, gw)):
+        for i, (r0, r1) in enumerate(_grid_bounds(h, out_h)):
+            for j, (c0, c1) in enumerate(_grid_bounds(w, out_w)):
                 rows = reduce(maps[..., r0:r1, c0:c1], axis=-1)
                 out[..., i, j] = reduce(rows, axis=-1)
         return out
-
-    if isinstance(size, str):
-        if size != "global":
-            raise ValueError(f"size must be an int, a pair or 'global'; got {size!r}.")
-        if stride is not None:
-            raise ValueError("stride cannot be given with size='global'.")
+    if isinstance(size, str):  # "global", checked by pooled_shape
         flat = maps.reshape(maps.shape[:-2] + (h * w,))
         return reduce(flat, axis=-1)[..., None, None]
-    ph, pw = _pair(size, "size")
-    sh, sw = (ph, pw) if stride is None else _pair(stride, "stride")
-    if ph > h or pw > w:
-        raise ValueError(
-            f"pooling window {ph}x{pw} is larger than the {h}x{w} maps; use a "
-            "smaller size, grid=... or size='global'."
-        )
-    out_h, out_w = (h - ph) // sh + 1, (w - pw) // sw + 1
+    ph, pw = check_pair(size, "size")
+    sh, sw = (ph, pw) if stride is None else check_pair(stride, "stride")
     # One ufunc pass per window tap over strided views of all the maps: numpy
     # reductions over the small window axes of a window view are ~20x slower.
     combine = np.maximum if op == "max" else np.add

@@ -1,10 +1,10 @@
-"""pool2d and rectify against naive loops."""
+"""pool2d against naive loops."""
 
 import numpy as np
 import pytest
 
 from skconv import pool2d
-from skconv._pool import rectify
+from skconv._pooling import pooled_shape
 
 NAIVE_OPS = {"max": max, "sum": sum, "mean": lambda values: sum(values) / len(values)}
 
@@ -19,7 +19,9 @@ def naive_pool(maps, size, stride, op):
         for b in range(k):
             for i in range(out_h):
                 for j in range(out_w):
-                    values = [maps[a, b, i * sh + u, j * sw + v] for u in range(ph) for v in range(pw)]
+                    values = [
+                        maps[a, b, i * sh + u, j * sw + v] for u in range(ph) for v in range(pw)
+                    ]
                     out[a, b, i, j] = NAIVE_OPS[op](values)
     return out
 
@@ -59,16 +61,22 @@ def test_window_pooling_against_naive(shape, size, stride, op):
     expected = naive_pool(maps, size2, stride2, op)
     np.testing.assert_allclose(pool2d(maps, size, stride=stride, op=op), expected, rtol=1e-12)
     # 3-D maps pool the same way
-    np.testing.assert_allclose(pool2d(maps[:, 0], size, stride=stride, op=op), expected[:, 0], rtol=1e-12)
+    np.testing.assert_allclose(
+        pool2d(maps[:, 0], size, stride=stride, op=op), expected[:, 0], rtol=1e-12
+    )
 
 
 @pytest.mark.parametrize("op", ["max", "mean", "sum"])
-@pytest.mark.parametrize("shape, grid", [((2, 3, 8, 8), 2), ((2, 1, 7, 5), (3, 2)), ((1, 2, 5, 5), 5), ((2, 2, 6, 4), 1)])
+@pytest.mark.parametrize(
+    "shape, grid", [((2, 3, 8, 8), 2), ((2, 1, 7, 5), (3, 2)), ((1, 2, 5, 5), 5), ((2, 2, 6, 4), 1)]
+)
 def test_grid_and_global_pooling(shape, grid, op):
     rng = np.random.default_rng(1)
     maps = rng.standard_normal(shape)
     grid2 = (grid, grid) if isinstance(grid, int) else grid
-    np.testing.assert_allclose(pool2d(maps, grid=grid, op=op), naive_grid_pool(maps, grid2, op), rtol=1e-12)
+    np.testing.assert_allclose(
+        pool2d(maps, grid=grid, op=op), naive_grid_pool(maps, grid2, op), rtol=1e-12
+    )
     np.testing.assert_allclose(
         pool2d(maps, "global", op=op), naive_pool(maps, shape[-2:], (1, 1), op), rtol=1e-12
     )
@@ -80,57 +88,88 @@ def test_float32_preserved_and_ints_become_float64():
     ints = np.arange(32).reshape(2, 4, 4)
     pooled = pool2d(ints, 2, op="mean")
     assert pooled.dtype == np.float64
-    np.testing.assert_allclose(pooled, naive_pool(ints[:, None].astype(float), (2, 2), (2, 2), "mean")[:, 0])
-
-
-@pytest.mark.parametrize("activation", ["relu", "abs", "square", "split"])
-def test_rectify_against_elementwise_definitions(activation):
-    rng = np.random.default_rng(4)
-    maps = rng.standard_normal((3, 2, 4, 5)).astype(np.float32)
-    before = maps.copy()
-    out = rectify(maps, activation)
-    np.testing.assert_array_equal(maps, before)  # copy=True leaves the input alone
-    assert out.dtype == np.float32
-    for n, k, i, j in np.ndindex(maps.shape):
-        v = float(maps[n, k, i, j])
-        if activation == "split":
-            assert out[n, 2 * k, i, j] == max(v, 0.0)
-            assert out[n, 2 * k + 1, i, j] == max(-v, 0.0)
-        else:
-            expected = {"relu": max(v, 0.0), "abs": abs(v), "square": v * v}[activation]
-            assert out[n, k, i, j] == pytest.approx(expected, rel=1e-6)
-
-
-def test_rectify_in_place_and_split_of_3d_maps():
-    maps = np.array([[[-1.0, 2.0]]])
-    assert rectify(maps, "split").shape == (1, 2, 1, 2)
-    np.testing.assert_array_equal(rectify(maps, "split")[0, :, 0], [[0, 2], [1, 0]])
-    out = rectify(maps, "relu", copy=False)
-    assert out is maps and maps.min() == 0
+    np.testing.assert_allclose(
+        pooled, naive_pool(ints[:, None].astype(float), (2, 2), (2, 2), "mean")[:, 0]
+    )
 
 
 def test_activation_before_pooling():
     maps = np.array([[[-4.0, 1.0], [2.0, -3.0]]])
     np.testing.assert_array_equal(pool2d(maps, 2, activation="abs"), [[[4.0]]])
-    np.testing.assert_array_equal(pool2d(maps, 2, activation="split", op="sum")[0, :, 0, 0], [3.0, 7.0])
+    np.testing.assert_array_equal(
+        pool2d(maps, 2, activation="split", op="sum")[0, :, 0, 0], [3.0, 7.0]
+    )
 
 
 @pytest.mark.parametrize(
     "args, kwargs, error, match",
     [
         ((np.zeros((4, 4)),), {}, ValueError, r"maps must be 3-D .* got shape \(4, 4\)"),
-        ((np.zeros((1, 3, 3)), 4), {}, ValueError, "pooling window 4x4 is larger than the 3x3 maps"),
+        (
+            (np.zeros((1, 3, 3)), 4),
+            {},
+            ValueError,
+            "pooling window 4x4 is larger than the 3x3 maps",
+        ),
         ((np.zeros((1, 3, 3)), 0), {}, ValueError, "size must be >= 1"),
         ((np.zeros((1, 3, 3)), 2.5), {}, TypeError, "size must be an int or a pair"),
         ((np.zeros((1, 3, 3)), "all"), {}, ValueError, "size must be an int, a pair or 'global'"),
         ((np.zeros((1, 3, 3)), 2), {"stride": 0}, ValueError, "stride must be >= 1"),
-        ((np.zeros((1, 3, 3)),), {"op": "median"}, ValueError, r"op must be one of \('max', 'mean', 'sum'\)"),
-        ((np.zeros((1, 3, 3)),), {"activation": "tanh"}, ValueError, "activation must be None or one of"),
-        ((np.zeros((1, 3, 3)),), {"grid": 4}, ValueError, "grid 4x4 has more regions than the 3x3 maps"),
-        ((np.zeros((1, 3, 3)),), {"grid": 2, "stride": 1}, ValueError, "stride cannot be given with grid"),
-        ((np.zeros((1, 3, 3), complex),), {}, TypeError, "maps are complex"),
+        (
+            (np.zeros((1, 3, 3)),),
+            {"op": "median"},
+            ValueError,
+            r"op must be one of \('max', 'mean', 'sum'\)",
+        ),
+        (
+            (np.zeros((1, 3, 3)),),
+            {"activation": "tanh"},
+            ValueError,
+            r"activation must be one of \(None",
+        ),
+        (
+            (np.zeros((1, 3, 3)),),
+            {"grid": 4},
+            ValueError,
+            "grid 4x4 has more regions than the 3x3 maps",
+        ),
+        (
+            (np.zeros((1, 3, 3)),),
+            {"grid": 2, "stride": 1},
+            ValueError,
+            "stride cannot be given with grid",
+        ),
+        (
+            (np.zeros((1, 3, 3), complex),),
+            {},
+            TypeError,
+            "maps must hold real numbers; got complex",
+        ),
     ],
 )
 def test_bad_input(args, kwargs, error, match):
     with pytest.raises(error, match=match):
         pool2d(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "map_shape, size, stride, grid",
+    [
+        ((8, 8), 2, None, None),
+        ((7, 9), (3, 2), (1, 2), None),
+        ((5, 5), 5, None, None),
+        ((9, 9), 3, 2, None),
+        ((7, 5), 2, None, (3, 2)),
+        ((6, 4), "global", None, None),
+    ],
+)
+def test_pooled_shape_is_the_shape_pool2d_returns(map_shape, size, stride, grid):
+    maps = np.random.default_rng(0).standard_normal((1, 2, *map_shape))
+    if grid is not None:
+        expected = naive_grid_pool(maps, grid, "max").shape[-2:]
+    else:
+        pair = map_shape if size == "global" else (size, size) if isinstance(size, int) else size
+        steps = pair if stride is None else (stride, stride) if isinstance(stride, int) else stride
+        expected = naive_pool(maps, pair, (1, 1) if size == "global" else steps, "max").shape[-2:]
+    assert pooled_shape(map_shape, size, stride=stride, grid=grid) == expected
+    assert pool2d(maps, size, stride=stride, grid=grid).shape[-2:] == expected

@@ -1,31 +1,20 @@
-"""Every contraction strategy against independent oracles.
+"""Every contraction strategy against independent oracles, and the registry.
 
 Oracles: the einsum reference (``method="einsum"``), a naive loop written
-here from the definition, and torch.conv2d when it is importable.  No test
-here is timed.
+from the definition (tests/_oracles.py), and torch.conv2d when it is
+importable.  No test here is timed.
 """
 
 import tracemalloc
-from dataclasses import replace
 
 import numpy as np
 import pytest
+from _oracles import naive_conv2d
 from sklearn import config_context
 
-from skconv import conv2d
-from skconv import _methods
-from skconv._bench import forced_split
-from skconv._conv import _with_filters, plan_conv2d
-from skconv._methods import (
-    CACHE_MAX_BYTES,
-    METHODS,
-    ConvSpec,
-    FilterCache,
-    choose_method,
-    filter_rank,
-)
-
-from _oracles import naive_conv2d
+from skconv import _cache, conv2d
+from skconv._plan import ConvSpec, plan_conv2d
+from skconv._strategies import METHODS, Strategy, filter_rank, register
 
 FAST = [name for name in METHODS if name != "einsum"]
 
@@ -63,6 +52,30 @@ def run_method(name, x, w, stride=(1, 1), dilation=(1, 1)):
     return out
 
 
+# --- the registry ------------------------------------------------------------------
+
+
+def test_registry_describes_every_strategy_once():
+    assert list(METHODS) == [
+        "einsum",
+        "taps",
+        "rowgemm",
+        "rowgemm_wide",
+        "toeplitz",
+        "operator",
+        "separable",
+    ]
+    spec = ConvSpec(10, 12, 12, 1, 2, 3, 3, (1, 1), (1, 1), 10, 10, np.dtype(np.float64))
+    for name, strategy in METHODS.items():
+        assert isinstance(strategy, Strategy) and strategy.name == name
+        assert strategy.description and "\n" not in strategy.description
+        counts = strategy.features(spec)
+        assert counts and all(v >= 0 for v in counts.values())
+        assert strategy.workspace_bytes(spec, 5) >= 0 and strategy.fixed_bytes(spec) >= 0
+    with pytest.raises(ValueError, match="strategy name must be new"):
+        register(METHODS["einsum"])
+
+
 # --- every method against the oracles ----------------------------------------------
 
 
@@ -71,7 +84,9 @@ def run_method(name, x, w, stride=(1, 1), dilation=(1, 1)):
 @pytest.mark.parametrize("seed", range(12))
 def test_method_matches_oracles(name, seed, dtype):
     rng = np.random.default_rng(seed)
-    n, height, width, c, k, p, q, stride, dilation = random_problem(rng, channels=1 if name == "separable" else None)
+    n, height, width, c, k, p, q, stride, dilation = random_problem(
+        rng, channels=1 if name == "separable" else None
+    )
     x = rng.standard_normal((n, height, width, c)).astype(dtype)
     w = rng.standard_normal((k, p, q, c)).astype(dtype)
     spec = spec_for(x, w, stride, dilation)
@@ -106,7 +121,9 @@ def test_edge_shapes(name, case):
     if not METHODS[name].supports(spec_for(x, w, stride, dilation)):
         pytest.skip(f"{name} declines this size")
     got = run_method(name, x, w, stride, dilation)
-    np.testing.assert_allclose(got, naive(x, w, stride, dilation), rtol=0, atol=tolerance(np.float64, x, w))
+    np.testing.assert_allclose(
+        got, naive(x, w, stride, dilation), rtol=0, atol=tolerance(np.float64, x, w)
+    )
 
 
 @pytest.mark.parametrize("name", list(METHODS))
@@ -124,11 +141,17 @@ def test_through_conv2d_with_padding(name, seed):
     padded = np.pad(x, ((0, 0), *pad, (0, 0)), mode=pad_mode)
     # depthwise: every channel is an image; filters flipped for a true convolution
     chans = padded.transpose(0, 3, 1, 2).reshape(-1, padded.shape[1], padded.shape[2], 1)
-    expected = naive(chans, bank[:, ::-1, ::-1, None], stride=(1, 2)).reshape(3, 2 * 3, *y.shape[2:])
+    expected = naive(chans, bank[:, ::-1, ::-1, None], stride=(1, 2)).reshape(
+        3, 2 * 3, *y.shape[2:]
+    )
     np.testing.assert_allclose(y, expected, rtol=0, atol=tolerance(np.float32, x, bank[..., None]))
     np.testing.assert_allclose(
-        y, conv2d(x, bank, padding="same", pad_mode=pad_mode, stride=(1, 2), flip=True, method="einsum"),
-        rtol=0, atol=tolerance(np.float32, x, bank[..., None]),
+        y,
+        conv2d(
+            x, bank, padding="same", pad_mode=pad_mode, stride=(1, 2), flip=True, method="einsum"
+        ),
+        rtol=0,
+        atol=tolerance(np.float32, x, bank[..., None]),
     )
 
 
@@ -152,7 +175,7 @@ def test_separable_declines_channels_and_auto_still_works():
 @pytest.mark.parametrize("name", FAST)
 def test_writes_in_place_into_out(name):
     # Every pixel of the caller's block is written (no result lost to a
-    # silent copy, NOTES pitfall 3) and nothing outside it.
+    # silent copy: matmul's out= must be a view of it) and nothing outside it.
     rng = np.random.default_rng(3)
     x = rng.standard_normal((5, 12, 10, 1)).astype(np.float32)
     w = rng.standard_normal((3, 3, 4, 1)).astype(np.float32)
@@ -184,14 +207,15 @@ def test_noncontiguous_out_through_conv2d():
 def test_filter_rank_detects_rank_one_and_full_rank():
     rng = np.random.default_rng(5)
     sobel = np.outer([1.0, 2.0, 1.0], [-1.0, 0.0, 1.0])
-    gauss = np.outer(*(2 * [np.exp(-np.linspace(-2, 2, 7) ** 2)]))
+    gauss = np.outer(*(2 * [np.exp(-(np.linspace(-2, 2, 7) ** 2))]))
     assert filter_rank(sobel[None, :, :, None]) == 1
     assert filter_rank(np.stack([np.pad(sobel, 2), gauss])[..., None]) == 1
     assert filter_rank(gauss.astype(np.float32)[None, :, :, None]) == 1
     full = rng.standard_normal((3, 5, 4, 1))
     assert filter_rank(full) == 4
-    two = (rng.standard_normal((2, 6, 1)) * rng.standard_normal((2, 1, 6))
-           + rng.standard_normal((2, 6, 1)) * rng.standard_normal((2, 1, 6)))
+    two = rng.standard_normal((2, 6, 1)) * rng.standard_normal((2, 1, 6)) + rng.standard_normal(
+        (2, 6, 1)
+    ) * rng.standard_normal((2, 1, 6))
     assert filter_rank(two[..., None]) == 2
     assert filter_rank(np.zeros((1, 3, 3, 1))) == 1
     assert filter_rank(np.ones((2, 3, 3, 2))) is None
@@ -209,90 +233,9 @@ def test_separable_exact_for_rank_one_and_full_rank(kind, dtype):
     w = w[..., None].astype(dtype)
     for stride, dilation in [((1, 1), (1, 1)), ((2, 3), (2, 1))]:
         got = run_method("separable", x, w, stride, dilation)
-        np.testing.assert_allclose(got, naive(x, w, stride, dilation), rtol=0, atol=tolerance(dtype, x, w))
-
-
-def test_auto_uses_low_rank_only_when_filters_allow_it():
-    rng = np.random.default_rng(8)
-    x = rng.standard_normal((50, 64, 64)).astype(np.float32)
-    rank1 = np.stack([np.outer(rng.standard_normal(15), rng.standard_normal(15)) for _ in range(4)])
-    full = rng.standard_normal((4, 15, 15))
-    plan = plan_conv2d(x.shape, x.dtype, rank1.shape)
-    low = _with_filters(plan, rank1[..., None].astype(np.float32), 1)
-    high = _with_filters(plan, full[..., None].astype(np.float32), 1)
-    assert low.spec.filter_rank == 1 and high.spec.filter_rank == 15
-    assert high.method != "separable"
-    # Whatever auto picks for the rank-1 bank, it is exact.
-    np.testing.assert_allclose(
-        conv2d(x[:3], rank1.astype(np.float32)), naive(x[:3, ..., None], rank1[..., None]),
-        rtol=0, atol=tolerance(np.float32, x[:3], rank1),
-    )
-
-
-# --- cache ---------------------------------------------------------------------------
-
-
-def test_filter_cache_is_bounded():
-    cache = FilterCache(max_bytes=10_000, max_entries=3)
-    for i in range(10):
-        w = np.full((1, 3, 3, 1), float(i))
-        value = cache.get(FilterCache.key("t", w), lambda: np.zeros(400))  # 3200 bytes
-        assert value.nbytes == 3200
-        assert cache.nbytes <= 10_000 and len(cache) <= 3
-    big = cache.get(FilterCache.key("t", np.ones(1)), lambda: np.zeros(2000))
-    assert big.nbytes == 16000 and cache.nbytes <= 10_000  # built, not kept
-    # Same contents, same entry; the key depends on contents, not identity.
-    calls = []
-    w = np.arange(9.0).reshape(1, 3, 3, 1)
-    cache.get(FilterCache.key("u", w), lambda: calls.append(1) or np.zeros(1))
-    cache.get(FilterCache.key("u", w.copy()), lambda: calls.append(1) or np.zeros(1))
-    assert calls == [1]
-
-
-def test_global_cache_stays_bounded_over_many_banks():
-    rng = np.random.default_rng(9)
-    x = rng.standard_normal((3, 16, 16))
-    for _ in range(40):
-        bank = rng.standard_normal((4, 3, 3))
-        for name in ("toeplitz", "operator", "separable"):
-            conv2d(x, bank, method=name)
-    assert _methods.CACHE.nbytes <= CACHE_MAX_BYTES
-    assert len(_methods.CACHE) <= _methods.CACHE_MAX_ENTRIES
-
-
-# --- the choice ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("seed", range(30))
-def test_choose_method_returns_a_supported_method_with_a_reason(seed):
-    rng = np.random.default_rng(seed)
-    n, height, width, c, k, p, q, stride, dilation = random_problem(rng)
-    x_shape = (int(rng.integers(1, 5000)), height, width, c)
-    spec = plan_conv2d(x_shape, np.float32, (k, p, q, c), stride=stride, dilation=dilation).spec
-    if c == 1 and seed % 2:
-        spec = replace(spec, filter_rank=1)
-    for n_threads in (1, 2):
-        name, reason = choose_method(spec, n_threads)
-        assert name in METHODS and METHODS[name].supports(spec)
-        assert isinstance(reason, str) and name in reason and "ms" in reason
-
-
-def test_choose_method_respects_working_memory():
-    # An operator matrix of ~20 MiB cannot be used under working_memory=8.
-    spec = ConvSpec(5000, 24, 24, 1, 6, 3, 3, (1, 1), (1, 1), 22, 22, np.dtype(np.float64))
-    assert METHODS["operator"].fixed_bytes(spec) > 8 * 2**20
-    with config_context(working_memory=8):
-        name, reason = choose_method(spec)
-        assert name != "operator"
-        assert "over working_memory" in reason and "operator" in reason.split("over working_memory")[1]
-
-
-def test_cost_estimates_are_positive_and_grow_with_the_batch():
-    spec = ConvSpec(100, 28, 28, 1, 8, 5, 5, (1, 1), (1, 1), 24, 24, np.dtype(np.float32))
-    bigger = replace(spec, n_images=10000)
-    for name, method in METHODS.items():
-        small_cost, large_cost = method.cost(spec), method.cost(bigger)
-        assert 0 < small_cost < large_cost, name
+        np.testing.assert_allclose(
+            got, naive(x, w, stride, dilation), rtol=0, atol=tolerance(dtype, x, w)
+        )
 
 
 # --- memory --------------------------------------------------------------------------
@@ -320,18 +263,23 @@ def test_memory_stays_within_working_memory(name, n_jobs):
     budget = 4
     if name == "operator":  # its 19 MiB matrix needs a larger budget
         x, out_bytes, budget = x[:500], out_bytes // 6, 24
-    _methods.CACHE.clear()
+    _cache.CACHE.clear()
     with config_context(working_memory=budget):
         peak, y = traced_peak(lambda: conv2d(x, bank, method=name, n_jobs=n_jobs, padding=1))
     # The output, the budget, and a little for Python objects and the filters.
     assert peak <= out_bytes + budget * 2**20 + 256 * 2**10, (peak - out_bytes) / 2**20
     np.testing.assert_allclose(
-        y[:5], conv2d(x[:5], bank, method="einsum", padding=1), rtol=0, atol=tolerance(np.float32, x, bank)
+        y[:5],
+        conv2d(x[:5], bank, method="einsum", padding=1),
+        rtol=0,
+        atol=tolerance(np.float32, x, bank),
     )
 
 
 @pytest.mark.parametrize("name", FAST)
-@pytest.mark.parametrize("shape", [(200, 28, 28, 1, 8, 5, 5), (30, 40, 33, 3, 4, 7, 6), (800, 8, 8, 1, 4, 3, 3)])
+@pytest.mark.parametrize(
+    "shape", [(200, 28, 28, 1, 8, 5, 5), (30, 40, 33, 3, 4, 7, 6), (800, 8, 8, 1, 4, 3, 3)]
+)
 def test_workspace_bytes_is_honest(name, shape):
     n, height, width, c, k, p, q = shape
     rng = np.random.default_rng(11)
@@ -341,57 +289,12 @@ def test_workspace_bytes_is_honest(name, shape):
     if not METHODS[name].supports(spec):
         pytest.skip("not supported")
     out = np.empty((n, k, spec.out_height, spec.out_width))
-    _methods.CACHE.clear()
+    _cache.CACHE.clear()
     peak, _ = traced_peak(lambda: METHODS[name].run(x, w, spec, out))
     bound = METHODS[name].workspace_bytes(spec, n) + METHODS[name].fixed_bytes(spec)
     # Building preprocessed filters needs index arrays and a transposed copy.
     slack = 2 * METHODS[name].fixed_bytes(spec) + 64 * 2**10
     assert peak <= bound + slack, (peak, bound)
-
-
-# --- threads ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", ["auto"] + FAST)
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_n_jobs_gives_identical_results(name, dtype):
-    rng = np.random.default_rng(12)
-    x = rng.standard_normal((301, 20, 19)).astype(dtype)
-    bank = rng.standard_normal((3, 3, 4) if name == "taps" else (3, 4, 5)).astype(dtype)
-    for memory in (1, 1024):  # several chunks per thread, or one per thread
-        with config_context(working_memory=memory):
-            one = conv2d(x, bank, method=name, n_jobs=1)
-            two = conv2d(x, bank, method=name, n_jobs=2)
-            plans = [_with_filters(plan_conv2d(x.shape, x.dtype, bank.shape), bank[..., None], jobs)
-                     for jobs in (1, 2)]
-        if name != "auto" or plans[0].method == plans[1].method:
-            np.testing.assert_array_equal(one, two)
-        else:  # auto may pick another strategy for two threads: same up to rounding
-            np.testing.assert_allclose(one, two, rtol=0, atol=tolerance(dtype, x, bank))
-
-
-def test_threads_do_not_oversubscribe_blas():
-    # While conv2d's own threads run, BLAS is limited to one thread each.
-    from threadpoolctl import threadpool_info
-
-    seen = []
-    original = METHODS["rowgemm"].run
-
-    def spy(x, w, spec, out):
-        seen.append([i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"])
-        return original(x, w, spec, out)
-
-    _methods.METHODS["rowgemm"] = replace(METHODS["rowgemm"], run=spy)
-    try:
-        with forced_split("threads"):
-            conv2d(np.ones((4000, 10, 10)), np.ones((2, 3, 3)), method="rowgemm", n_jobs=2)
-        assert len(seen) >= 2 and all(t == 1 for threads in seen for t in threads)
-        seen.clear()
-        with forced_split("blas"):  # one stream of products: BLAS keeps its threads
-            conv2d(np.ones((4000, 10, 10)), np.ones((2, 3, 3)), method="rowgemm", n_jobs=2)
-        assert len(seen) == 1 and seen[0] == [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
-    finally:
-        _methods.METHODS["rowgemm"] = _methods.ROWGEMM
 
 
 # --- torch as an extra oracle -------------------------------------------------------------
@@ -404,11 +307,17 @@ def test_against_torch(name):
     c = 1 if name in ("separable", "taps") else 3
     x = rng.standard_normal((4, 17, 15, c))
     w = rng.standard_normal((5, 4, 3, c))
-    for stride, dilation, padding in [((1, 1), (1, 1), 0), ((2, 1), (1, 2), 2), ((3, 2), (2, 2), 1)]:
+    for stride, dilation, padding in [
+        ((1, 1), (1, 1), 0),
+        ((2, 1), (1, 2), 2),
+        ((3, 2), (2, 2), 1),
+    ]:
         y = conv2d(x, w, stride=stride, dilation=dilation, padding=padding, method=name)
         expected = torch.nn.functional.conv2d(
             torch.from_numpy(x.transpose(0, 3, 1, 2).copy()),
             torch.from_numpy(w.transpose(0, 3, 1, 2).copy()),
-            stride=stride, dilation=dilation, padding=padding,
+            stride=stride,
+            dilation=dilation,
+            padding=padding,
         ).numpy()
         np.testing.assert_allclose(y, expected, rtol=0, atol=tolerance(np.float64, x, w))

@@ -1,0 +1,188 @@
+"""The cost model: a strategy's counts of work -> estimated seconds -> ``auto``'s pick.
+
+Like opt_einsum's path choice, ``method="auto"`` compares strategies by an
+estimate of their cost rather than by hard-coded thresholds, but here the
+estimate is in seconds and its weights are measured, not assumed.  Each
+strategy reports what it will do as a few counts (its ``features``, see
+``_strategies.py``):
+
+=======  ==================================================================
+const    1 (Python and NumPy call overhead; added here)
+flops    floating-point operations of its GEMMs, zeros of banded or operator
+         matrices included (they are multiplied all the same)
+small    extra flops a GEMM with a short side wastes, BLAS kernels working on
+         ~16x16 tiles
+bytes    bytes its copies move (row-window buffers, transposed output)
+calls    GEMMs (or ufunc loops) it issues
+pack     elements of the operands of its GEMMs, summed over the calls (BLAS
+         copies both operands into its packed layout on every call)
+out      bytes of the result (the first touch of fresh pages costs more
+         than the write itself; added here)
+=======  ==================================================================
+
+Its time is a nonnegative linear combination of them, with one set of
+weights per strategy, dtype and threading mode ("blas": one stream of
+products on BLAS's threads; "threads": the batch split over 2 threads, BLAS
+single-threaded; "single": that on 1 thread).  The weights are package data,
+``skconv/cost_model.json``, written by ``benchmarks/fit_cost_model.py`` from
+timings of every strategy on a sweep of random shapes; the file records the
+machine, NumPy and BLAS they were measured on.  A strategy without weights
+(a new one, before the next fit) is never picked by ``auto``.
+
+Examples
+--------
+>>> import numpy as np
+>>> from skconv._plan import plan_conv2d
+>>> from skconv._costmodel import choose_method
+>>> spec = plan_conv2d((1000, 28, 28), np.float32, (8, 5, 5)).spec
+>>> name, reason = choose_method(spec)
+>>> reason.startswith("lowest estimated time")
+True
+"""
+
+import json
+import math
+from functools import lru_cache
+from importlib import resources
+
+from ._strategies import METHODS
+
+FEATURES = ("const", "flops", "small", "bytes", "calls", "pack", "out")
+MODES = ("blas", "threads", "single")
+MODEL_FILE = "cost_model.json"
+
+
+@lru_cache(maxsize=1)
+def load_model():
+    """The fitted model: a dict with ``fitted_on`` and ``coefficients``.
+
+    ``coefficients[strategy][dtype][mode]`` maps feature names to weights
+    (features with no weight are left out).
+    """
+    text = resources.files("skconv").joinpath(MODEL_FILE).read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def features(name, spec):
+    """The counts the model weighs for strategy ``name`` on ``spec`` (a dict)."""
+    counts = dict(METHODS[name].features(spec))
+    counts["const"] = 1.0
+    counts["out"] = float(
+        spec.n_images * spec.n_filters * spec.out_height * spec.out_width * spec.itemsize
+    )
+    return counts
+
+
+def estimate(name, spec, mode):
+    """Estimated seconds of strategy ``name`` on ``spec`` in threading ``mode``.
+
+    ``math.inf`` when the model has no weights for it.
+    """
+    dtype = spec.dtype.name
+    weights = load_model()["coefficients"].get(name, {}).get(dtype, {}).get(mode)
+    if weights is None:
+        return math.inf
+    counts = features(name, spec)
+    return float(sum(c * counts.get(f, 0.0) for f, c in weights.items()))
+
+
+def split_batch(name, spec):
+    """How conv2d uses the cores for strategy ``name`` on ``spec``.
+
+    Two ways: its threads on parts of the batch with single-threaded BLAS
+    (True), or one stream of products on BLAS's own threads (False).  Many
+    small GEMMs gain from the first; a few large ones from the second (two
+    half-size copies of a big product are no faster and share the caches).
+    The model, fitted on both, decides.  The answer does not depend on
+    ``n_jobs``, so neither do the products conv2d issues, and ``n_jobs=2``
+    gives results identical to ``n_jobs=1``.
+    """
+    return estimate(name, spec, "threads") < estimate(name, spec, "blas")
+
+
+def estimate_seconds(name, spec, n_threads=1):
+    """The model's estimate of one strategy's time on ``spec``.
+
+    Parameters
+    ----------
+    name : str
+        A key of ``METHODS``.
+    spec : ConvSpec
+        The problem (``n_images`` is the whole batch).
+    n_threads : int, default=1
+        Threads conv2d will use (``n_jobs``).  A strategy that splits the
+        batch (:func:`split_batch`) runs on that many threads with
+        single-threaded BLAS; the others on BLAS's own threads whatever
+        ``n_jobs`` is.
+
+    Returns
+    -------
+    float
+    """
+    if not split_batch(name, spec):
+        return estimate(name, spec, "blas")
+    return estimate(name, spec, "threads" if n_threads > 1 else "single")
+
+
+@lru_cache(maxsize=256)
+def candidates(spec, n_threads, budget):
+    """Every strategy that supports ``spec``, with the model's view of it.
+
+    ``auto`` asks the same question for every chunk of rows a transformer
+    converts, and the estimates take ~0.1 ms: the answers are cached.
+
+    Returns
+    -------
+    tuple of (seconds, name, split_batch, fits)
+        Cheapest first.  ``fits`` is False when the strategy's cached filters
+        plus the workspace of one image per thread exceed ``budget`` bytes
+        (the reference, einsum, needs neither and always fits).
+    """
+    rows = []
+    for name, strategy in METHODS.items():
+        if not strategy.supports(spec):
+            continue
+        need = strategy.fixed_bytes(spec) + n_threads * strategy.workspace_bytes(spec, 1)
+        fits = name == "einsum" or need <= budget
+        rows.append((estimate_seconds(name, spec, n_threads), name, split_batch(name, spec), fits))
+    return tuple(sorted(rows))
+
+
+def choose_method(spec, n_threads=1):
+    """Pick the supported strategy with the lowest estimated time.
+
+    Strategies whose cached filters plus the workspace of one image per
+    thread would not fit in scikit-learn's ``working_memory`` are left out.
+
+    Parameters
+    ----------
+    spec : ConvSpec
+        The problem; ``spec.filter_rank`` (when known) lets the low-rank
+        strategy compete.
+    n_threads : int, default=1
+        Threads conv2d will use.
+
+    Returns
+    -------
+    name : str
+        The chosen strategy.
+    reason : str
+        Why: the estimated times of the candidates, cheapest first.
+    """
+    from sklearn import get_config
+
+    rows = candidates(spec, n_threads, get_config()["working_memory"] * 2**20)
+    return rows_choice(rows)
+
+
+def rows_choice(rows):
+    """(name, reason) of the cheapest fitting row of :func:`candidates`."""
+    fitting = [(t, name) for t, name, _, fits in rows if fits]
+    name = fitting[0][1]
+    reason = (
+        "lowest estimated time (" + ", ".join(f"{n}: {t * 1e3:.3g} ms" for t, n in fitting) + ")"
+    )
+    skipped = [name for _, name, _, fits in rows if not fits]
+    if skipped:
+        reason += f"; over working_memory: {', '.join(skipped)}"
+    return name, reason

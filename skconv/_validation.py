@@ -1,0 +1,145 @@
+"""Validation rules shared by every public function, each written once.
+
+Every error names the parameter, the value it got and what was expected, in
+one format: ``"{name} must be {expected}; got {value!r}."``.
+"""
+
+import numbers
+
+import numpy as np
+
+# Array kinds read as real numbers: floats, signed and unsigned integers, bools.
+REAL_KINDS = "fiub"
+
+
+def is_int(value):
+    """True for Python and NumPy integers, False for bools."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_int(value, name, minimum=None, maximum=None):
+    """``value`` as an int within [minimum, maximum]."""
+    if not is_int(value):
+        raise TypeError(f"{name} must be an int; got {value!r}.")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        bounds = _bounds(minimum, maximum)
+        raise ValueError(f"{name} must be an int {bounds}; got {value!r}.")
+    return int(value)
+
+
+def check_pair(value, name, minimum=1, maximum=None):
+    """An int or a pair of ints (rows, columns), each within bounds, as a pair."""
+    if is_int(value):
+        value = (value, value)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(v) for v in value):
+        if min(value) < minimum or (maximum is not None and max(value) > maximum):
+            raise ValueError(
+                f"{name} must be {_bounds(minimum, maximum)} along both axes; "
+                f"got {tuple(value)!r}."
+            )
+        return int(value[0]), int(value[1])
+    raise TypeError(f"{name} must be an int or a pair of ints (rows, columns); got {value!r}.")
+
+
+def check_option(value, options, name):
+    """``value`` if it is one of ``options`` (hashable or not)."""
+    if not any(value is o or (isinstance(value, str) and value == o) for o in options):
+        raise ValueError(f"{name} must be one of {tuple(options)}; got {value!r}.")
+    return value
+
+
+def _bounds(minimum, maximum):
+    if maximum is None:
+        return f">= {minimum}"
+    if minimum is None:
+        return f"<= {maximum}"
+    return f"in [{minimum}, {maximum}]"
+
+
+def is_sparse(value):
+    """scipy.sparse matrices and arrays, recognised without importing scipy."""
+    return hasattr(value, "nnz") and hasattr(value, "toarray")
+
+
+def is_dask_array(value):
+    """dask arrays, recognised without importing dask."""
+    return type(value).__module__.split(".")[0] == "dask" and hasattr(value, "map_blocks")
+
+
+def check_real_dtype(dtype, name):
+    """Raise unless ``dtype`` holds real numbers (float, int, uint or bool)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "c":
+        raise TypeError(
+            f"{name} must hold real numbers; got complex dtype {dtype} (convolve "
+            "the real and imaginary parts separately)."
+        )
+    if dtype.kind not in REAL_KINDS:
+        raise TypeError(f"{name} must hold real numbers; got dtype {dtype}.")
+    return dtype
+
+
+def float_dtype(dtype, name):
+    """The float dtype arrays of ``dtype`` are computed in.
+
+    float32 stays float32; float64, other floats, integers and bools compute in
+    float64 (like scikit-learn's ``check_array(dtype=[np.float64, np.float32])``).
+    """
+    dtype = check_real_dtype(dtype, name)
+    return np.dtype(np.float32) if dtype == np.float32 else np.dtype(np.float64)
+
+
+def as_real_array(value, name):
+    """``np.asarray(value)`` of real numbers: sparse, ragged and non-numeric input raise."""
+    if is_sparse(value):
+        raise TypeError(
+            f"{name} must be a dense array; got a sparse {type(value).__name__} "
+            "(images are dense: call .toarray() on a chunk of rows first)."
+        )
+    if is_dask_array(value):
+        raise TypeError(
+            f"{name} must be a numpy array; got a dask array (map the function "
+            "over its blocks with dask.array.map_blocks, or use "
+            "BatchConv2DTransformer, which keeps dask input lazy)."
+        )
+    try:
+        array = np.asarray(value)
+    except Exception as exc:  # ragged nested sequences, unconvertible objects
+        raise TypeError(f"{name} must be an array of real numbers; could not read it: {exc}") from exc
+    check_real_dtype(array.dtype, name)
+    return array
+
+
+def check_finite(array, name, dtype=None):
+    """Raise unless every value of ``array`` is finite (in ``dtype`` when given).
+
+    ``dtype`` catches values that are finite as given but overflow in the
+    dtype the computation runs in (1e39 in float64 is infinity in float32).
+    """
+    if array.dtype.kind != "f" and (dtype is None or np.dtype(dtype).kind != "f"):
+        return
+    values = array
+    if dtype is not None and np.dtype(dtype).itemsize < array.dtype.itemsize:
+        limit = np.finfo(dtype).max
+        with np.errstate(invalid="ignore"):
+            if not (np.abs(array) <= limit).all():
+                raise ValueError(
+                    f"{name} must be finite in {np.dtype(dtype)}; got values outside "
+                    f"[-{limit:.4g}, {limit:.4g}] (or NaN/infinity)."
+                )
+        return
+    if not np.isfinite(values).all():
+        raise ValueError(f"{name} must be finite; got NaN or infinity.")
+
+
+def contextual(exc, context):
+    """The same kind of exception with ``context`` appended to its message."""
+    new = type(exc)(f"{exc} ({context})")
+    return new.with_traceback(exc.__traceback__)
+
+
+def check_bool(value, name):
+    """``value`` as a bool: Python and NumPy bools only (1 and "yes" are mistakes)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool; got {value!r}.")
+    return bool(value)

@@ -1,0 +1,71 @@
+"""Threads: n_jobs never changes the result, and never oversubscribes BLAS."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from sklearn import config_context
+
+from skconv import conv2d, explain_conv2d
+from skconv._conv import _setup, run_plan
+from skconv._strategies import METHODS
+from skconv._threads import n_threads_for
+
+FAST = [name for name in METHODS if name != "einsum"]
+
+
+def tolerance(dtype, x, w):
+    """Absolute tolerance: rounding of sums of |x||w| terms in ``dtype``."""
+    scale = np.abs(x).max(initial=0) * np.abs(w).reshape(len(w), -1).sum(axis=1).max(initial=0)
+    return 32 * np.finfo(dtype).eps * (scale + 1)
+
+
+@pytest.mark.parametrize("name", ["auto"] + FAST)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_n_jobs_gives_identical_results(name, dtype):
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((301, 20, 19)).astype(dtype)
+    bank = rng.standard_normal((3, 3, 4) if name == "taps" else (3, 4, 5)).astype(dtype)
+    for memory in (1, 1024):  # several chunks per thread, or one per thread
+        with config_context(working_memory=memory):
+            one = conv2d(x, bank, method=name, n_jobs=1)
+            two = conv2d(x, bank, method=name, n_jobs=2)
+            picks = [explain_conv2d(x, bank, method=name, n_jobs=jobs).method for jobs in (1, 2)]
+        if name != "auto" or picks[0] == picks[1]:
+            np.testing.assert_array_equal(one, two)
+        else:  # auto may pick another strategy for two threads: same up to rounding
+            np.testing.assert_allclose(one, two, rtol=0, atol=tolerance(dtype, x, bank))
+
+
+def test_threads_do_not_oversubscribe_blas(monkeypatch):
+    # While conv2d's own threads run, BLAS is limited to one thread each.
+    from threadpoolctl import threadpool_info
+
+    seen = []
+    original = METHODS["rowgemm"].run
+
+    def spy(x, w, spec, out):
+        seen.append([i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"])
+        return original(x, w, spec, out)
+
+    monkeypatch.setitem(METHODS, "rowgemm", replace(METHODS["rowgemm"], run=spy))
+    images, weights, plan, choice = _setup(
+        np.ones((4000, 10, 10)), np.ones((2, 3, 3)), method="rowgemm", n_jobs=2
+    )
+    result = np.empty(plan.out_shape)
+    run_plan(images, weights, plan, replace(choice, split_batch=True), result)
+    assert len(seen) >= 2 and all(t == 1 for threads in seen for t in threads)
+    seen.clear()
+    # one stream of products: BLAS keeps its threads
+    run_plan(images, weights, plan, replace(choice, split_batch=False), result)
+    blas = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    assert len(seen) == 1 and seen[0] == blas
+
+
+def test_n_jobs_reads_like_joblib():
+    assert n_threads_for(1) == 1 and n_threads_for(None) == 1
+    assert 1 <= n_threads_for(-1) == n_threads_for(10**6)
+    with pytest.raises(ValueError, match="n_jobs must be None or a nonzero int"):
+        n_threads_for(0)
+    with pytest.raises(TypeError, match="n_jobs must be None or an int"):
+        n_threads_for(1.5)
