@@ -1,0 +1,510 @@
+"""ONNX export of :class:`skconv.BatchConv2DTransformer` with skl2onnx.
+
+:func:`register` teaches `skl2onnx <https://onnx.ai/sklearn-onnx/>`_ how to
+convert a fitted :class:`~skconv.BatchConv2DTransformer`, alone or inside a
+:class:`~sklearn.pipeline.Pipeline`; :func:`to_onnx` registers and converts
+in one call.  The graph runs in any ONNX runtime (e.g. onnxruntime) without
+skconv, NumPy or scikit-learn.
+
+skl2onnx, onnx and onnxruntime are optional dependencies
+(``pip install "skconv[onnx]"``), imported only when these functions run.
+
+How each step of ``transform`` becomes ONNX operators (`operator reference
+<https://onnx.ai/onnx/operators/>`_):
+
+- rows to images: ``Reshape`` to (n, h, w, c) then ``Transpose`` to NCHW for
+  channels-last rows (``channel_axis=-1``, the default); ``Reshape`` alone for
+  channels-first rows (``channel_axis=0``) and for images without channels;
+- padding: zeros are the ``pads`` of ``Conv``; "reflect", "symmetric",
+  "edge" and "wrap" are one ``Gather`` per axis with the indices
+  :func:`numpy.pad` reads (``np.pad(np.arange(h), pad, mode)``), so every
+  pad width numpy accepts is exported exactly;
+- correlation: ``Conv`` with the filters as weights (flipped for
+  ``flip=True``), ``strides`` and ``dilations``; (K, p, q) filters on
+  c-channel images are a grouped convolution (``group=c``, the filters
+  repeated per channel, map ``ch * K + k``); (K, p, q, c) filters sum over
+  channels;
+- activation: ``Relu``, ``Abs``, ``Mul`` (square); "split" doubles the
+  weights into interleaved pairs (w, -w) followed by ``Relu``, which gives
+  relu(x) and relu(-x) as maps 2m and 2m + 1;
+- pooling: ``MaxPool`` / ``AveragePool`` (``sum`` is the average times the
+  window area), ``GlobalMaxPool`` / ``GlobalAveragePool`` for
+  ``pool_size="global"``, and for ``pool_grid`` one ``Slice`` and pool per
+  row band and column band of torch's adaptive regions (one pool when the
+  grid divides the map);
+- ``Flatten`` per size group and ``Concat`` of the groups, in the columns'
+  order of ``transform``.
+
+The graph computes in float32: pass float32 ``X`` to skl2onnx (float64 input
+raises a TypeError: onnxruntime's ``Conv`` has no float64 kernel).
+
+Examples
+--------
+>>> import numpy as np
+>>> import onnxruntime as ort
+>>> from sklearn.datasets import load_digits
+>>> from skconv import BatchConv2DTransformer
+>>> from skconv.onnx import to_onnx
+>>> X = load_digits().data.astype(np.float32)
+>>> conv = BatchConv2DTransformer(filters="edges", activation="abs",
+...                               pooling="max").fit(X)
+>>> onx = to_onnx(conv, X[:1])
+>>> sess = ort.InferenceSession(onx.SerializeToString(),
+...                             providers=["CPUExecutionProvider"])
+>>> features = sess.run(None, {"X": X[:5]})[0]
+>>> np.allclose(features, conv.transform(X[:5]), atol=1e-4)
+True
+"""
+
+import math
+from numbers import Integral
+
+import numpy as np
+
+__all__ = ["register", "to_onnx"]
+
+ALIAS = "SkconvBatchConv2DTransformer"
+_GATHER_MODES = ("reflect", "symmetric", "edge", "wrap")
+
+
+def register():
+    """Register the converter of BatchConv2DTransformer with skl2onnx.
+
+    After this call, :func:`skl2onnx.to_onnx` and
+    :func:`skl2onnx.convert_sklearn` convert a fitted
+    :class:`~skconv.BatchConv2DTransformer`, also as a step of a
+    :class:`~sklearn.pipeline.Pipeline` (several of them in a row included).
+    Calling it again is harmless.
+
+    Returns
+    -------
+    alias : str
+        The name the converter is registered under.
+
+    Examples
+    --------
+    >>> from skconv.onnx import register
+    >>> register()
+    'SkconvBatchConv2DTransformer'
+    """
+    from skl2onnx import update_registered_converter
+
+    from . import BatchConv2DTransformer
+
+    update_registered_converter(
+        BatchConv2DTransformer, ALIAS, _shape_calculator, _converter, overwrite=True
+    )
+    return ALIAS
+
+
+def to_onnx(model, X, **kwargs):
+    """Convert a model holding BatchConv2DTransformer steps to ONNX.
+
+    :func:`register`, then :func:`skl2onnx.to_onnx`.
+
+    Parameters
+    ----------
+    model : estimator
+        A fitted :class:`~skconv.BatchConv2DTransformer` or a fitted
+        :class:`~sklearn.pipeline.Pipeline` (or any model skl2onnx converts)
+        containing some.  A transformer with fixed filters must be fitted too
+        (``fit`` records the image geometry the graph is built for).
+    X : ndarray of shape (n_samples, n_features)
+        A few rows of input, float32: skl2onnx reads the input's name, dtype
+        and width from it.
+    **kwargs
+        Passed to :func:`skl2onnx.to_onnx` (e.g. ``target_opset``,
+        ``options``).
+
+    Returns
+    -------
+    onx : onnx.ModelProto
+        The ONNX model; its input is named "X".
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconv import BatchConv2DTransformer
+    >>> from skconv.onnx import to_onnx
+    >>> X = np.random.default_rng(0).random((4, 36), dtype=np.float32)
+    >>> conv = BatchConv2DTransformer(filters="sobel", pooling="mean").fit(X)
+    >>> onx = to_onnx(conv, X[:1])
+    >>> [n.op_type for n in onx.graph.node]
+    ['Reshape', 'Conv', 'AveragePool', 'Flatten']
+    """
+    register()
+    from skl2onnx import to_onnx as _skl2onnx_to_onnx
+
+    return _skl2onnx_to_onnx(model, X, **kwargs)
+
+
+# --- the geometry, from the transformer's public parameters -----------------
+
+
+def _error(name, expected, value):
+    return ValueError(f"{name} must be {expected} for ONNX export; got {value!r}.")
+
+
+def _is_int(value):
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def _pair(value, name):
+    if _is_int(value):
+        return int(value), int(value)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(map(_is_int, value)):
+        return int(value[0]), int(value[1])
+    raise _error(name, "an int or a pair of ints", value)
+
+
+def _pad_widths(padding, span, flip):
+    """((top, bottom), (left, right)) as :func:`skconv.conv2d` documents it."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0), (0, 0)
+        if padding == "full":
+            return tuple((s - 1, s - 1) for s in span)
+        if padding == "same":
+            # The odd pixel of an even span goes bottom/right, top/left when flipped.
+            sides = []
+            for s in span:
+                small = (s - 1) // 2
+                sides.append((s - 1 - small, small) if flip else (small, s - 1 - small))
+            return tuple(sides)
+    elif _is_int(padding):
+        return (int(padding),) * 2, (int(padding),) * 2
+    elif isinstance(padding, (tuple, list)) and len(padding) == 2:
+        if all(isinstance(side, (tuple, list)) for side in padding):
+            return tuple(_pair(tuple(side), "padding") for side in padding)
+        rows, cols = _pair(tuple(padding), "padding")
+        return (rows, rows), (cols, cols)
+    raise _error(
+        "padding",
+        "'valid', 'same', 'full', an int, (rows, cols) or ((top, bottom), (left, right))",
+        padding,
+    )
+
+
+def _grid_bounds(size, cells):
+    """torch's adaptive regions [floor(i*size/cells), ceil((i+1)*size/cells))."""
+    return [((i * size) // cells, -(-((i + 1) * size) // cells)) for i in range(cells)]
+
+
+def _channels(model):
+    """(height, width, n_channels or 0, channel_axis) of the fitted model's rows."""
+    axis = getattr(model, "channel_axis", -1)
+    if axis is not None and (not _is_int(axis) or axis not in (-1, 0)):
+        raise _error("channel_axis", "-1 (channels last), 0 (channels first) or None", axis)
+    shape = tuple(int(s) for s in model.image_shape_)
+    if len(shape) == 2:
+        return shape[0], shape[1], 0, None
+    if len(shape) != 3 or axis is None:
+        raise _error("image_shape_", "(height, width), or 3-D with channel_axis -1 or 0", shape)
+    if axis == -1:
+        return shape[0], shape[1], shape[2], -1
+    return shape[1], shape[2], shape[0], 0
+
+
+def _check_fitted(model):
+    if not hasattr(model, "filters_") or not hasattr(model, "image_shape_"):
+        raise ValueError(
+            f"{type(model).__name__} must be fitted before ONNX export (fit records the "
+            "image geometry and the filters the graph is built for); got an unfitted "
+            "transformer. Call fit(X) first (it only reads X's shape for fixed filters)."
+        )
+
+
+def _plan(model):
+    """Per size group: conv weights and attributes, pad, pooling, shapes."""
+    _check_fitted(model)
+    height, width, n_channels, axis = _channels(model)
+    activation = model.activation
+    if activation not in (None, "relu", "abs", "square", "split"):
+        raise _error("activation", "None, 'relu', 'abs', 'square' or 'split'", activation)
+    pad_mode = model.pad_mode
+    if pad_mode not in ("constant",) + _GATHER_MODES:
+        raise _error("pad_mode", "'constant', 'reflect', 'symmetric', 'edge' or 'wrap'", pad_mode)
+    if model.pooling not in (None, "max", "mean", "sum"):
+        raise _error("pooling", "None, 'max', 'mean' or 'sum'", model.pooling)
+    if not isinstance(model.flip, (bool, np.bool_)):
+        raise _error("flip", "a bool", model.flip)
+    stride = _pair(model.stride, "stride")
+    dilation = _pair(model.dilation, "dilation")
+    groups = []
+    for bank in model.filters_:
+        bank = np.asarray(bank, dtype=np.float64)
+        if bank.ndim == 4:
+            if bank.shape[3] != max(n_channels, 1):
+                raise _error(
+                    "filters_",
+                    f"(K, p, q, {max(n_channels, 1)}) filters for these images",
+                    bank.shape,
+                )
+            # (K, p, q, c) -> (K, c, p, q): summed over the input channels.
+            weights = np.transpose(bank, (0, 3, 1, 2))
+            group = 1
+        elif bank.ndim == 3:
+            weights = bank[:, None]
+            group = max(n_channels, 1)
+        else:
+            raise _error("filters_", "a list of (K, p, q) or (K, p, q, c) arrays", bank.shape)
+        if model.flip:
+            weights = weights[..., ::-1, ::-1]
+        if activation == "split":
+            # Maps 2m and 2m + 1 are relu(x_m) and relu(-x_m): relu of the
+            # correlations with w_m and -w_m, interleaved.
+            weights = np.stack([weights, -weights], axis=1).reshape((-1,) + weights.shape[1:])
+        # Depthwise: output channel ch*K' + k is filter k on channel ch
+        # (ONNX groups own consecutive output channels).
+        weights = np.tile(weights, (group, 1, 1, 1))
+        p, q = bank.shape[1:3]
+        span = (dilation[0] * (p - 1) + 1, dilation[1] * (q - 1) + 1)
+        pads = _pad_widths(model.padding, span, bool(model.flip))
+        if min(min(pads[0]), min(pads[1])) < 0:
+            raise _error("padding", "non-negative", model.padding)
+        padded = (height + sum(pads[0]), width + sum(pads[1]))
+        if span[0] > padded[0] or span[1] > padded[1]:
+            raise _error(
+                "padding",
+                f"enough for filters spanning {span} on {height}x{width} images",
+                model.padding,
+            )
+        conv_shape = tuple((padded[i] - span[i]) // stride[i] + 1 for i in range(2))
+        pool = _pool_plan(model, conv_shape)
+        groups.append(
+            dict(
+                weights=np.ascontiguousarray(weights),
+                group=group,
+                kernel=(p, q),
+                pads=pads,
+                conv_shape=conv_shape,
+                pool=pool,
+                out_shape=pool[-1] if pool else conv_shape,
+            )
+        )
+    geometry = dict(
+        height=height,
+        width=width,
+        n_channels=n_channels,
+        axis=axis,
+        stride=stride,
+        dilation=dilation,
+    )
+    return geometry, groups
+
+
+def _pool_plan(model, shape):
+    """('window', size, stride, out) / ('global', out) / ('grid', rows, cols, out)."""
+    if model.pooling is None:
+        return None
+    h, w = shape
+    if model.pool_grid is not None:
+        if model.pool_stride is not None:
+            raise _error("pool_stride", "None with pool_grid", model.pool_stride)
+        gh, gw = _pair(model.pool_grid, "pool_grid")
+        if gh > h or gw > w or min(gh, gw) < 1:
+            raise _error("pool_grid", f"at most the {h}x{w} maps' size", model.pool_grid)
+        return ("grid", _grid_bounds(h, gh), _grid_bounds(w, gw), (gh, gw))
+    if isinstance(model.pool_size, str):
+        if model.pool_size != "global":
+            raise _error("pool_size", "an int, a pair or 'global'", model.pool_size)
+        return ("global", (1, 1))
+    size = _pair(model.pool_size, "pool_size")
+    stride = size if model.pool_stride is None else _pair(model.pool_stride, "pool_stride")
+    if size[0] > h or size[1] > w:
+        raise _error("pool_size", f"at most the {h}x{w} maps' size", model.pool_size)
+    out = ((h - size[0]) // stride[0] + 1, (w - size[1]) // stride[1] + 1)
+    return ("window", size, stride, out)
+
+
+def _n_features_out(model):
+    _, groups = _plan(model)
+    return sum(g["weights"].shape[0] * math.prod(g["out_shape"]) for g in groups)
+
+
+# --- skl2onnx: shape calculator and converter -------------------------------
+
+
+def _shape_calculator(operator):
+    model = operator.raw_operator
+    _check_fitted(model)
+    input_type = operator.inputs[0].type
+    shape = input_type.shape
+    if len(shape) != 2:
+        raise ValueError(f"X must be 2-D (n_samples, n_features); got shape {shape!r}.")
+    if isinstance(shape[1], int) and shape[1] != model.n_features_in_:
+        raise ValueError(
+            f"X must have {model.n_features_in_} features (n_features_in_); got {shape[1]}."
+        )
+    n_out = _n_features_out(model)
+    names = getattr(model, "get_feature_names_out", None)
+    if names is not None and len(names()) != n_out:
+        # The graph's layout is rebuilt from the public parameters; refuse
+        # rather than export columns in a different order.
+        raise RuntimeError(
+            f"the ONNX graph would have {n_out} columns but transform gives "
+            f"{len(names())}; this transformer's options are not supported by the "
+            "ONNX converter."
+        )
+    operator.outputs[0].type = type(input_type)([shape[0], n_out])
+
+
+class _Graph:
+    """Small helper around skl2onnx's scope and container."""
+
+    def __init__(self, scope, container, dtype, proto_type):
+        self.scope, self.container = scope, container
+        self.dtype, self.proto_type = dtype, proto_type
+
+    def name(self, hint):
+        return self.scope.get_unique_variable_name(hint)
+
+    def const(self, hint, values, dtype=None, proto=None):
+        from onnx import TensorProto
+
+        values = np.asarray(values, dtype=dtype or self.dtype)
+        name = self.name(hint)
+        if proto is None:
+            proto = TensorProto.INT64 if values.dtype == np.int64 else self.proto_type
+        self.container.add_initializer(name, proto, list(values.shape), values.ravel().tolist())
+        return name
+
+    def ints(self, hint, values):
+        return self.const(hint, np.asarray(values, dtype=np.int64), dtype=np.int64)
+
+    def node(self, op_type, inputs, hint, output=None, **attrs):
+        output = output or self.name(hint)
+        self.container.add_node(
+            op_type,
+            inputs,
+            [output],
+            name=self.scope.get_unique_operator_name(op_type),
+            **attrs,
+        )
+        return output
+
+
+def _converter(scope, operator, container):
+    from onnx import TensorProto
+
+    model = operator.raw_operator
+    geometry, groups = _plan(model)
+    input_type = operator.inputs[0].type
+    proto = input_type.to_onnx_type().tensor_type.elem_type
+    if proto != TensorProto.FLOAT:
+        # onnxruntime has no float64 Conv kernel: a double graph would not run.
+        raise TypeError(
+            "X must be float32 for ONNX export of BatchConv2DTransformer (onnxruntime's "
+            "Conv has no float64 kernel); got input type "
+            f"{TensorProto.DataType.Name(proto)}. Pass X.astype(np.float32)."
+        )
+    g = _Graph(scope, container, np.float32, proto)
+    x = operator.inputs[0].full_name
+    h, w, c, axis = (geometry[k] for k in ("height", "width", "n_channels", "axis"))
+    # Reshape's 0 copies the batch size, so empty batches work too.
+    if c and axis == -1:
+        images = g.node("Reshape", [x, g.ints("shape", [0, h, w, c])], "nhwc")
+        images = g.node("Transpose", [images], "nchw", perm=[0, 3, 1, 2])
+    else:
+        images = g.node("Reshape", [x, g.ints("shape", [0, max(c, 1), h, w])], "nchw")
+
+    features = []
+    padded_cache = {}
+    for group in groups:
+        (top, bottom), (left, right) = group["pads"]
+        conv_input, conv_pads = images, [top, left, bottom, right]
+        if model.pad_mode != "constant" and any(conv_pads):
+            key = (top, bottom, left, right)
+            if key not in padded_cache:
+                # np.pad's non-constant modes read input pixels only: the
+                # indices it reads, gathered, pad exactly as transform does.
+                rows = np.pad(np.arange(h), (top, bottom), mode=model.pad_mode)
+                cols = np.pad(np.arange(w), (left, right), mode=model.pad_mode)
+                padded = g.node("Gather", [images, g.ints("rows", rows)], "pad_rows", axis=2)
+                padded_cache[key] = g.node(
+                    "Gather", [padded, g.ints("cols", cols)], "padded", axis=3
+                )
+            conv_input, conv_pads = padded_cache[key], [0, 0, 0, 0]
+        maps = g.node(
+            "Conv",
+            [conv_input, g.const("weights", group["weights"])],
+            "maps",
+            kernel_shape=list(group["kernel"]),
+            strides=list(geometry["stride"]),
+            dilations=list(geometry["dilation"]),
+            pads=conv_pads,
+            group=group["group"],
+        )
+        maps = _activation(g, maps, model.activation)
+        if group["pool"] is not None:
+            maps = _pooling(g, maps, group["pool"], model.pooling, group["conv_shape"])
+        features.append(maps)
+
+    output = operator.outputs[0].full_name
+    if len(features) == 1:
+        g.node("Flatten", features, "features", output=output, axis=1)
+    else:
+        flat = [g.node("Flatten", [maps], "features", axis=1) for maps in features]
+        g.node("Concat", flat, "features", output=output, axis=1)
+
+
+def _activation(g, maps, activation):
+    if activation is None:
+        return maps
+    if activation in ("relu", "split"):  # split: weights already paired (w, -w)
+        return g.node("Relu", [maps], "relu")
+    if activation == "abs":
+        return g.node("Abs", [maps], "abs")
+    return g.node("Mul", [maps, maps], "square")
+
+
+def _pooling(g, maps, plan, op, shape):
+    kind = plan[0]
+    if kind == "global":
+        if op == "max":
+            return g.node("GlobalMaxPool", [maps], "globalmax")
+        pooled = g.node("GlobalAveragePool", [maps], "globalmean")
+        if op == "sum":
+            pooled = g.node("Mul", [pooled, g.const("area", shape[0] * shape[1])], "globalsum")
+        return pooled
+    if kind == "window":
+        _, size, stride, _ = plan
+        return _window_pool(g, maps, size, stride, op)
+    _, row_bounds, col_bounds, _ = plan
+    # Regions are products of a row band and a column band: reduce each row
+    # band over its rows, then each column band over its columns (max, mean
+    # and sum of equal-length rows compose this way).
+    maps = _bands(g, maps, row_bounds, axis=2, op=op)
+    return _bands(g, maps, col_bounds, axis=3, op=op)
+
+
+def _window_pool(g, maps, size, stride, op):
+    if op == "max":
+        return g.node("MaxPool", [maps], "maxpool", kernel_shape=list(size), strides=list(stride))
+    pooled = g.node("AveragePool", [maps], "avgpool", kernel_shape=list(size), strides=list(stride))
+    if op == "sum":
+        pooled = g.node("Mul", [pooled, g.const("area", size[0] * size[1])], "sumpool")
+    return pooled
+
+
+def _bands(g, maps, bounds, axis, op):
+    """Pool each band [start, stop) of ``axis`` to one pixel, bands in order."""
+    starts = np.array([start for start, _ in bounds])
+    lengths = np.array([stop - start for start, stop in bounds])
+    steps = np.diff(starts)
+    if (lengths == lengths[0]).all() and (steps == (steps[0] if len(steps) else 1)).all():
+        # Equal bands evenly spaced from 0 to the end: one window slid along the axis.
+        length, step = int(lengths[0]), int(steps[0]) if len(steps) else 1
+        size = (length, 1) if axis == 2 else (1, length)
+        stride = (step, 1) if axis == 2 else (1, step)
+        return _window_pool(g, maps, size, stride, op)
+    parts = []
+    for start, stop in bounds:
+        band = g.node(
+            "Slice",
+            [maps, g.ints("starts", [start]), g.ints("ends", [stop]), g.ints("axes", [axis])],
+            "band",
+        )
+        size = (stop - start, 1) if axis == 2 else (1, stop - start)
+        parts.append(_window_pool(g, band, size, (1, 1), op))
+    return g.node("Concat", parts, "bands", axis=axis)
