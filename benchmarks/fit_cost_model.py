@@ -6,6 +6,9 @@ Usage, from the repository root::
     python benchmarks/fit_cost_model.py fit       # fits and reports (stored model vs refit)
     python benchmarks/fit_cost_model.py fit --write > benchmarks/fit_report.txt
                                                   # ... and writes skconv/cost_model.json
+    python benchmarks/fit_cost_model.py measure --methods fft
+    python benchmarks/fit_cost_model.py fit --methods fft --write >> benchmarks/fit_report.txt
+                                                  # one strategy added to the stored model
 
 This is a maintainer's tool for the package's internals: it reads the
 strategies' counts of work (skconv._costmodel.features) and runs conv2d's
@@ -70,6 +73,20 @@ re-measuring.
 ``fit`` then reports, in-sample and by 2-fold cross-validation over shapes,
 how far from the fastest measured strategy the model's choice would have
 been (geometric mean and worst ratio), for n_jobs=1 and n_jobs=2.
+
+One strategy at a time (``--methods NAME``)
+-------------------------------------------
+A strategy added after the last full sweep gets its weights without
+re-measuring the others: ``measure --methods fft`` times it on a sweep drawn
+where it can matter (``METHOD_SWEEPS``) together with rowgemm, interleaved,
+on the same shapes and in the same run (written to
+``cost_model_sweep_<name>.json``).  On a machine busier than during the full
+sweep everything runs slower by some factor; ``fit --methods fft`` estimates
+it per threading mode as the median over the run of measured rowgemm /
+rowgemm's stored estimate, divides the new strategy's times by it, fits its
+weights as above and adds them to the stored model, every other weight left
+as it is.  The report then compares, per problem, the model's choice
+between the new strategy and rowgemm with the measured one.
 """
 
 import argparse
@@ -100,6 +117,40 @@ WORKLOADS = [
     (5000, 8, 8, 1, 4, 3, 3),
     (20000, 28, 28, 1, 16, 3, 3),
 ]
+
+
+def fft_problem(rng):
+    """A problem where the "fft" strategy can matter: filters 7x7 to 31x31."""
+    while True:
+        h = int(rng.choice([32, 48, 64, 96, 128, 160, 256]))
+        w = h if rng.random() < 0.7 else int(rng.choice([32, 64, 96, 128, 200]))
+        c = int(rng.choice([1, 1, 1, 2, 3]))
+        stride = int(rng.choice([1, 1, 1, 1, 2, 3]))
+        dilation = 2 if rng.random() < 0.1 else 1
+        p = int(rng.choice([7, 9, 11, 13, 15, 19, 23, 27, 31]))
+        q = p if rng.random() < 0.8 else int(rng.choice([7, 11, 15, 21, 31]))
+        k = int(rng.choice([1, 2, 4, 8, 16]))
+        if dilation * (p - 1) + 1 > h - 4 or dilation * (q - 1) + 1 > w - 4:
+            continue
+        oh = (h - dilation * (p - 1) - 1) // stride + 1
+        ow = (w - dilation * (q - 1) - 1) // stride + 1
+        macs = k * oh * ow * p * q * c
+        n = max(1, min(2000, int(np.exp(rng.uniform(np.log(2e7), np.log(3e8))) / macs)))
+        return n, h, w, c, k, p, q, stride, dilation, 0
+
+
+# Sweeps of the strategies fitted on their own (``--methods``): a problem
+# generator, how many of its problems, and fixed problems (here the small
+# workloads, where fft must learn that it loses, and W7 and W8).
+METHOD_SWEEPS = {
+    "fft": (
+        fft_problem,
+        40,
+        [tuple(wl) + (1, 1, 0) for wl in WORKLOADS[:5]]
+        + [(50, 96, 96, 1, 4, 31, 31, 1, 1, 0), (100, 128, 128, 1, 8, 11, 11, 1, 1, 0)],
+    ),
+}
+REFERENCE = "rowgemm"  # the load-factor yardstick of --methods sweeps
 
 
 def random_problem(rng):
@@ -170,7 +221,7 @@ def forced_call(x, bank, split, **kwargs):
     return call
 
 
-def measure_one(problem, dtype, rng, rounds, pause):
+def measure_one(problem, dtype, rng, rounds, pause, methods=None):
     n, h, w, c, k, p, q, stride, dilation, rank = problem
     x = rng.standard_normal((n, h, w) if c == 1 else (n, h, w, c)).astype(dtype)
     bank = make_filters(rng, k, p, q, c, rank).astype(dtype)
@@ -180,7 +231,7 @@ def measure_one(problem, dtype, rng, rounds, pause):
         jobs = 2 if mode == "threads" else 1
         candidates = {}
         for name, strategy in METHODS.items():
-            if not strategy.supports(spec):
+            if not strategy.supports(spec) or (methods and name not in methods):
                 continue
             if name == "einsum" and n * spec.macs_per_image > 3e7:
                 continue
@@ -216,8 +267,16 @@ def measure_one(problem, dtype, rng, rounds, pause):
 
 def measure(args):
     rng = np.random.default_rng(args.seed)
-    problems = [tuple(wl) + (1, 1, 0) for wl in WORKLOADS]
-    problems += [random_problem(rng) for _ in range(args.count)]
+    methods = None
+    if args.methods:
+        methods = set(args.methods.split(",")) | {REFERENCE}
+        generator, count, fixed = METHOD_SWEEPS[args.methods]
+        problems = fixed + [generator(rng) for _ in range(count)]
+        if args.out == SWEEP_PATH:
+            args.out = os.path.join(HERE, f"cost_model_sweep_{args.methods}.json")
+    else:
+        problems = [tuple(wl) + (1, 1, 0) for wl in WORKLOADS]
+        problems += [random_problem(rng) for _ in range(args.count)]
     records = []
     start = time.time()
     for i, problem in enumerate(problems):
@@ -228,7 +287,7 @@ def measure(args):
                 file=sys.stderr,
                 flush=True,
             )
-            records += measure_one(problem, dtype, rng, args.rounds, args.pause)
+            records += measure_one(problem, dtype, rng, args.rounds, args.pause, methods)
     data = {
         "machine": machine_info(),
         "date": time.strftime("%Y-%m-%d %H:%M"),
@@ -463,7 +522,81 @@ def write_model(coefficients, data, path):
     print(f"wrote {len(coefficients)} weight sets into {os.path.relpath(path, ROOT)}")
 
 
+def load_factors(records, stored):
+    """Per mode: median over the run of measured / stored estimate of REFERENCE."""
+    ratios = {}
+    for r in records:
+        if r["method"] != REFERENCE:
+            continue
+        key = (REFERENCE, r["spec"]["dtype"], r["mode"])
+        est = predict(stored, key, feature_vector(REFERENCE, spec_from(r["spec"])))
+        ratios.setdefault(r["mode"], []).append(min(r["samples"]) / est)
+    return {mode: float(np.median(v)) for mode, v in ratios.items()}
+
+
+def fit_methods(args):
+    """Fit the strategies of a ``measure --methods`` sweep; add them to the stored model."""
+    names = set(args.methods.split(","))
+    if args.sweep == SWEEP_PATH:
+        args.sweep = os.path.join(HERE, f"cost_model_sweep_{args.methods}.json")
+    with open(args.sweep) as fh:
+        data = json.load(fh)
+    with open(args.model) as fh:
+        model = json.load(fh)
+    stored = model_coefficients(model)
+    factors = load_factors(data["records"], stored)
+    records = []
+    for r in data["records"]:
+        r = dict(r, samples=[t / factors[r["mode"]] for t in r["samples"]])
+        r["seconds"] /= factors[r["mode"]]
+        records.append(r)
+    m = data["machine"]
+    print(
+        f"{len(records)} timings of {data['date']} ({', '.join(sorted(names))} and {REFERENCE}); "
+        f"NumPy {m['numpy']}, OPENBLAS_CORETYPE={m['OPENBLAS_CORETYPE']}"
+    )
+    print(
+        "load factors (median measured / stored estimate of "
+        f"{REFERENCE}): " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(factors.items()))
+    )
+    ours = [r for r in records if r["method"] in names]
+    coefficients = fit_groups(ours)
+    reference = {k: v for k, v in stored.items() if k[0] == REFERENCE}
+    report(f"{', '.join(sorted(names))}: refit on normalised times", ours, coefficients)
+    report(
+        f"{REFERENCE}: stored weights on normalised times",
+        [r for r in records if r["method"] == REFERENCE],
+        reference,
+    )
+    print(
+        "choice between them (model vs measured, normalised): "
+        + ", ".join(
+            f"n_jobs={j}: geomean {g:.3f}, worst {w:.2f} over {n}"
+            for j, (g, w, n, _) in choice_quality(records, {**reference, **coefficients}).items()
+        )
+    )
+    if args.write:
+        for (name, dtype, mode), weights in sorted(coefficients.items()):
+            model["coefficients"].setdefault(name, {}).setdefault(dtype, {})[mode] = weights
+        model.setdefault("added", {})
+        for name in sorted(names):
+            model["added"][name] = {
+                "sweep": os.path.basename(args.sweep),
+                "sweep_date": data["date"],
+                "fit_date": time.strftime("%Y-%m-%d"),
+                "load_factors": factors,
+                "machine": m,
+            }
+        with open(args.model, "w") as fh:
+            json.dump(model, fh, indent=1)
+            fh.write("\n")
+        print(f"added {len(coefficients)} weight sets to {os.path.relpath(args.model, ROOT)}")
+    print()
+
+
 def fit(args):
+    if args.methods:
+        return fit_methods(args)
     with open(args.sweep) as fh:
         data = json.load(fh)
     records = data["records"]
@@ -495,10 +628,12 @@ def main(argv=None):
     m.add_argument("--pause", type=float, default=0.01)
     m.add_argument("--seed", type=int, default=1, help="random seed of the sweep's shapes")
     m.add_argument("--out", default=SWEEP_PATH)
+    m.add_argument("--methods", help="time only this strategy (and rowgemm) on its own sweep")
     f = sub.add_parser("fit", help="fit the weights on the sweep")
     f.add_argument("--sweep", default=SWEEP_PATH)
     f.add_argument("--model", default=MODEL_PATH, help="the stored model (compared, and written)")
     f.add_argument("--write", action="store_true", help="write the refit into --model")
+    f.add_argument("--methods", help="fit only this strategy, from its own sweep")
     args = parser.parse_args(argv)
     return measure(args) if args.command == "measure" else fit(args)
 

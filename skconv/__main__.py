@@ -1,4 +1,4 @@
-"""The command line: ``python -m skconv demo`` and ``python -m skconv bench``."""
+"""The command line: ``python -m skconv demo``, ``bench`` and ``calibrate``."""
 
 import argparse
 import sys
@@ -97,7 +97,7 @@ def main(argv=None):
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"skconv {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{demo,bench}")
+    sub = parser.add_subparsers(dest="command", metavar="{demo,bench,calibrate}")
     demo_parser = sub.add_parser(
         "demo",
         help="convolution features for scikit-learn's digits: size, time, accuracy",
@@ -116,18 +116,44 @@ def main(argv=None):
         help="time auto and every strategy of conv2d on this machine (see 'bench --help')",
         add_help=False,
     )
+    cal_parser = sub.add_parser(
+        "calibrate",
+        help="fit the cost model of method='auto' to this machine and BLAS (cached)",
+        description="Time every conv2d strategy on small probe problems, refit the cost "
+        "model of method='auto' to this machine and cache it per CPU, NumPy and BLAS "
+        "(SKCONV_CACHE_DIR, else $XDG_CACHE_HOME/skconv, else ~/.cache/skconv).",
+    )
+    cal_parser.add_argument(
+        "--refresh", action="store_true", help="measure again even if a calibration is cached"
+    )
+    cal_parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=15.0,
+        help="time budget of the measurement (default 15)",
+    )
     args, rest = parser.parse_known_args(argv)
     if args.command is None:
-        parser.print_help(sys.stderr)
-        return 2
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        parser.error("a command is required: demo, bench or calibrate (see --help)")
     if args.command == "bench":
         from ._quickbench import main as bench_main
 
         return bench_main(rest)
+    if args.command == "calibrate":
+        if rest:
+            cal_parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        if not args.max_seconds > 0:
+            cal_parser.error(f"--max-seconds must be a positive number; got {args.max_seconds}.")
+        from ._calibration import calibrate
+
+        print(calibrate(max_seconds=args.max_seconds, refresh=args.refresh))
+        return 0
     if rest:
         demo_parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.n_jobs == 0:
-        demo_parser.error("--n-jobs must be a nonzero int (-1: all cores); got 0.")
+        demo_parser.error("n_jobs (--n-jobs) must be a nonzero int (-1: all cores); got 0.")
     return demo(args)
 
 

@@ -26,8 +26,12 @@ products on BLAS's threads; "threads": the batch split over 2 threads, BLAS
 single-threaded; "single": that on 1 thread).  The weights are package data,
 ``skconv/cost_model.json``, written by ``benchmarks/fit_cost_model.py`` from
 timings of every strategy on a sweep of random shapes; the file records the
-machine, NumPy and BLAS they were measured on.  A strategy without weights
-(a new one, before the next fit) is never picked by ``auto``.
+machine, NumPy and BLAS they were measured on.  :func:`skconv.calibrate`
+refits them to timings of this machine and caches the result per machine and
+BLAS (``_calibration.py``); the model in use (:func:`load_model`) is the
+shipped one with that calibration, when there is one.  A strategy without
+weights (a new one, before the next fit or calibration) is never picked by
+``auto``.
 
 Examples
 --------
@@ -53,14 +57,46 @@ MODEL_FILE = "cost_model.json"
 
 
 @lru_cache(maxsize=1)
-def load_model():
-    """The fitted model: a dict with ``fitted_on`` and ``coefficients``.
+def shipped_model():
+    """The shipped model: a dict with ``fitted_on`` and ``coefficients``.
 
     ``coefficients[strategy][dtype][mode]`` maps feature names to weights
     (features with no weight are left out).
     """
     text = resources.files("skconv").joinpath(MODEL_FILE).read_text(encoding="utf-8")
     return json.loads(text)
+
+
+@lru_cache(maxsize=1)
+def load_model():
+    """The model in use: the shipped one, with this machine's calibration if any.
+
+    A calibration (:func:`skconv.calibrate`, cached per machine and BLAS by
+    ``_calibration.py``) replaces the weights of the (strategy, dtype, mode)
+    groups it measured; ``calibrated`` then holds its date and file.  Read
+    once per process, on the first estimate.
+    """
+    from . import _calibration
+
+    model = shipped_model()
+    calibration = _calibration.current()
+    if calibration is None:
+        return dict(model, calibrated=None)
+    coefficients = {
+        name: {dtype: dict(by_mode) for dtype, by_mode in by_dtype.items()}
+        for name, by_dtype in model["coefficients"].items()
+    }
+    for name, by_dtype in calibration["coefficients"].items():
+        for dtype, by_mode in by_dtype.items():
+            coefficients.setdefault(name, {}).setdefault(dtype, {}).update(by_mode)
+    about = {"date": calibration.get("date"), "path": str(_calibration.cache_path())}
+    return dict(model, coefficients=coefficients, calibrated=about)
+
+
+def reset():
+    """Forget the model in use and every cached estimate (after a calibration)."""
+    load_model.cache_clear()
+    candidates.cache_clear()
 
 
 def features(name, spec):
@@ -73,17 +109,24 @@ def features(name, spec):
     return counts
 
 
-def estimate(name, spec, mode):
+def estimate(name, spec, mode, model=None):
     """Estimated seconds of strategy ``name`` on ``spec`` in threading ``mode``.
 
-    ``math.inf`` when the model has no weights for it.
+    ``math.inf`` when the model (by default the one in use, see
+    :func:`load_model`) has no weights for it.
     """
     dtype = spec.dtype.name
-    weights = load_model()["coefficients"].get(name, {}).get(dtype, {}).get(mode)
+    model = load_model() if model is None else model
+    weights = model["coefficients"].get(name, {}).get(dtype, {}).get(mode)
     if weights is None:
         return math.inf
     counts = features(name, spec)
     return float(sum(c * counts.get(f, 0.0) for f, c in weights.items()))
+
+
+def shipped_estimate(name, spec, mode):
+    """:func:`estimate` with the shipped weights, whatever the calibration."""
+    return estimate(name, spec, mode, shipped_model())
 
 
 def split_batch(name, spec):

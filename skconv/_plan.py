@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ._costmodel import candidates, rows_choice
-from ._padding import PAD_MODES, pad_widths
+from ._padding import MAX_EXTENT, PAD_MODES, pad_widths
 from ._strategies import METHODS, filter_rank
 from ._validation import check_option, check_pair, float_dtype
 
@@ -187,8 +187,8 @@ def plan_conv2d(
     depthwise = n_channels is not None and len(filters_shape) < 4
 
     check_option(pad_mode, PAD_MODES, "pad_mode")
-    sh, sw = check_pair(stride, "stride")
-    dh, dw = check_pair(dilation, "dilation")
+    sh, sw = check_pair(stride, "stride", maximum=MAX_EXTENT)
+    dh, dw = check_pair(dilation, "dilation", maximum=MAX_EXTENT)
     span_h, span_w = dh * (p - 1) + 1, dw * (q - 1) + 1
     if not isinstance(flip, (bool, np.bool_)):
         raise TypeError(f"flip must be a bool; got {flip!r}.")
@@ -203,6 +203,16 @@ def plan_conv2d(
         )
     out_h = (padded_h - span_h) // sh + 1
     out_w = (padded_w - span_w) // sw + 1
+    _check_sizes(
+        padding,
+        (dh, dw),
+        (height, width),
+        (padded_h, padded_w),
+        (out_h, out_w),
+        n_channels or 1,
+        n_filters * (n_channels if depthwise else 1),
+        dtype,
+    )
 
     spec = ConvSpec(
         n_images=n_images * n_channels if depthwise else n_images,
@@ -218,6 +228,8 @@ def plan_conv2d(
         out_width=out_w,
         dtype=dtype,
     )
+    if not isinstance(method, str):
+        raise TypeError(f"method must be 'auto' or one of {tuple(METHODS)}; got {method!r}.")
     check_option(method, ("auto", *METHODS), "method")
     if method != "auto" and not METHODS[method].supports(spec):
         raise ValueError(
@@ -231,6 +243,28 @@ def plan_conv2d(
     else:
         out_shape = (n_images, maps, out_h, out_w)
     return Plan(out_shape, dtype, pad, pad_mode, depthwise, squeeze, spec, str(method))
+
+
+def _check_sizes(padding, dilation, size, padded, out, channels, maps, dtype):
+    """Refuse padding that makes one padded image or its maps too large for an array.
+
+    Checked before anything is allocated, so that the error names the
+    parameter instead of numpy's "array is too big".  With "same" or "full"
+    the padding comes from the dilated filters' span: name ``dilation`` too.
+    """
+    limit = np.iinfo(np.intp).max
+    itemsize = np.dtype(dtype).itemsize
+    image_bytes = padded[0] * padded[1] * channels * itemsize
+    maps_bytes = out[0] * out[1] * maps * itemsize
+    if image_bytes <= limit and maps_bytes <= limit:
+        return
+    cause = f"padding={padding!r}"
+    if isinstance(padding, str):
+        cause += f" with dilation={dilation!r}"
+    raise ValueError(
+        f"padding must leave each padded image small enough for an array; got {cause}, "
+        f"which pads each {size[0]}x{size[1]} image to {padded[0]}x{padded[1]} pixels."
+    )
 
 
 @dataclass(frozen=True)

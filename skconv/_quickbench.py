@@ -111,6 +111,22 @@ def format_workload(row):
     return "\n".join(lines)
 
 
+def model_source():
+    """One line: the cost model's weights in use, shipped or calibrated here."""
+    from ._costmodel import load_model
+
+    model = load_model()
+    if model.get("calibrated"):
+        about = model["calibrated"]
+        return f"cost model: calibrated on this machine {about['date']} ({about['path']})"
+    fitted = model["fitted_on"]
+    blas = ", ".join(sorted({f"{b['internal_api']} {b['architecture']}" for b in fitted["blas"]}))
+    return (
+        f"cost model: shipped weights (fitted on {fitted['cpu']}, {blas}); "
+        "`python -m skconv calibrate` fits them to this machine"
+    )
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m skconv bench",
@@ -140,6 +156,8 @@ def main(argv=None):
         parser.error(f"--json: the directory of {args.json!r} does not exist.")
     rounds = args.rounds or (2 if args.quick else 5)
     rng = np.random.default_rng(0)
+    model = model_source()
+    print(model, flush=True)
     rows = []
     for name, shape in WORKLOADS.items():
         if args.quick:
@@ -156,5 +174,9 @@ def main(argv=None):
     )
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"rounds": rounds, "n_jobs": args.n_jobs, "workloads": rows}, fh, indent=1)
+            json.dump(
+                {"rounds": rounds, "n_jobs": args.n_jobs, "cost_model": model, "workloads": rows},
+                fh,
+                indent=1,
+            )
     return 0

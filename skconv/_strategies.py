@@ -57,6 +57,10 @@ The strategies:
     GEMMs).  Exact up to rounding for any filter; fast when the filters'
     numerical rank is small (Sobel, Gaussian, box, many Gabor filters).
     Single-channel only.
+``"fft"``
+    Overlap-save tiles transformed with ``numpy.fft``, channels summed per
+    frequency, stride and dilation by polyphase rewriting (``_fft.py``).
+    Work per output grows with log(tile) instead of p*q: for large filters.
 
 Examples
 --------
@@ -65,7 +69,7 @@ Examples
 >>> from skconv._strategies import METHODS
 >>> spec = plan_conv2d((3, 28, 28, 1), np.float32, (8, 5, 5, 1)).spec
 >>> [name for name, s in METHODS.items() if s.supports(spec)]
-['einsum', 'rowgemm', 'rowgemm_wide', 'toeplitz', 'operator', 'separable']
+['einsum', 'rowgemm', 'rowgemm_wide', 'toeplitz', 'operator', 'separable', 'fft']
 >>> x = np.random.default_rng(0).standard_normal((3, 28, 28, 1)).astype(np.float32)
 >>> w = np.ones((8, 5, 5, 1), np.float32)
 >>> out = np.empty((3, 8, 24, 24), np.float32)
@@ -82,6 +86,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from ._cache import CACHE, FilterCache
+from ._fft import fft_features, fft_fixed, fft_run, fft_workspace
 
 
 def _always(spec):
@@ -804,5 +809,19 @@ register(
         supports=_separable_supports,
         workspace_bytes=_separable_workspace,
         fixed_bytes=_separable_fixed,
+    )
+)
+
+
+# --- fft: overlap-save tiles with numpy.fft (in _fft.py) ------------------------
+
+register(
+    Strategy(
+        name="fft",
+        description="overlap-save tiles with numpy.fft, channels summed per frequency",
+        run=fft_run,
+        features=fft_features,
+        workspace_bytes=fft_workspace,
+        fixed_bytes=fft_fixed,
     )
 )

@@ -5,7 +5,8 @@ conv2d uses the cores in one of two ways (the cost model picks per problem,
 with BLAS limited to one thread, or one stream of products runs on BLAS's
 own threads.  This module holds what the first needs: it reads
 ``n_jobs`` with joblib's convention (``n_threads_for``), ``map_threads`` runs work on a pool
-kept between calls, and ``limit_blas`` limits BLAS through threadpoolctl.
+kept between calls (a forked child makes its own), and ``single_threaded_blas``
+limits BLAS through threadpoolctl, shared safely by concurrent calls.
 
 Examples
 --------
@@ -22,51 +23,142 @@ import os
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 from joblib import effective_n_jobs
 
 from ._validation import is_int
 
 _blas_controller = None
+_blas_lock = threading.Lock()
+_blas_users = 0  # threads inside single_threaded_blas(), process-wide
+_blas_limiter = None  # threadpoolctl's limiter, holding the counts to restore
+_blas_restore_in_child = None  # a forked child's pending restore (see _reset_after_fork)
 
 
-def limit_blas(n_threads):
-    """A context that runs BLAS on ``n_threads`` threads.
-
-    conv2d runs BLAS single-threaded while its own threads split the batch:
-    OpenBLAS's idle workers keep spinning for a while after a multi-threaded
-    call (its ``OPENBLAS_THREAD_TIMEOUT``; measured here, they hold the cores
-    for about 0.1 s) and would steal the cores from conv2d's threads.
-    Building a threadpoolctl ``ThreadpoolController`` inspects every loaded
-    library (~0.3 ms), so it is built once and reused, as threadpoolctl's
-    documentation recommends.
-    """
+def _controller():
     global _blas_controller
     if _blas_controller is None:
         from threadpoolctl import ThreadpoolController
 
         _blas_controller = ThreadpoolController()
-    return _blas_controller.limit(limits=n_threads, user_api="blas")
+    return _blas_controller
+
+
+@contextmanager
+def single_threaded_blas():
+    """A context in which BLAS runs on one thread, safe to enter from many threads.
+
+    conv2d runs BLAS single-threaded while its own threads split the batch:
+    OpenBLAS's idle workers keep spinning for a while after a multi-threaded
+    call (its ``OPENBLAS_THREAD_TIMEOUT``; measured here, they hold the cores
+    for about 0.1 s) and would steal the cores from conv2d's threads.
+
+    BLAS thread counts are process-wide (threadpoolctl has no per-thread
+    limit), so overlapping calls from several threads share one limit: the
+    first thread to enter sets it and records the counts it found, the last
+    one to leave restores them.  (Each caller saving and restoring on its own
+    would interleave: A saves 2 and sets 1, B saves 1, A restores 2, B
+    restores 1, and the process stays at 1.)  Re-entrant.  Building a
+    threadpoolctl ``ThreadpoolController`` inspects every loaded library
+    (~0.3 ms), so it is built once and reused, as threadpoolctl's
+    documentation recommends.
+    """
+    global _blas_users, _blas_limiter, _blas_restore_in_child
+    with _blas_lock:
+        if _blas_users == 0:
+            pending, _blas_restore_in_child = _blas_restore_in_child, None
+            with _blas_control():
+                if pending is not None:
+                    pending.restore_original_limits()
+                _blas_limiter = _controller().limit(limits=1, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                limiter, _blas_limiter = _blas_limiter, None
+                with _blas_control():
+                    limiter.restore_original_limits()
+
+
+@contextmanager
+def _blas_control():
+    """Let this thread set OpenBLAS's thread count, then let any thread again.
+
+    threadpoolctl >= 3.8 lets only one "controlling" thread set the count of
+    an OpenBLAS with its own (non-OpenMP) pool; the others' calls silently
+    do nothing.  The thread that limits and the one that restores are not
+    always the same here (the first in, the last out), and the caller's
+    thread may have taken control before: each change is made as the
+    controlling thread (``clear_controlling_thread(force=True)``, as the
+    ``OpenBLASController`` docstring describes) and control is released
+    after it.
+    """
+    from threadpoolctl import OpenBLASController
+
+    clear = getattr(OpenBLASController, "clear_controlling_thread", None)
+    if clear is None:  # threadpoolctl < 3.8: any thread sets the count
+        yield
+        return
+    clear(force=True)
+    try:
+        yield
+    finally:
+        clear(force=True)
 
 
 _pool = None
+_pool_pid = None
 _pool_lock = threading.Lock()
+
+
+def _reset_after_fork():
+    """Forget the parent's pool and locks in a forked child.
+
+    A fork copies the executor object but none of its threads: work submitted
+    to it would wait forever.  The locks may have been copied held by a thread
+    that does not exist in the child.  The child makes its own pool when it
+    needs one; the inherited executor is dropped without ``shutdown`` (its
+    threads are not there to join).  When the fork happened inside a
+    limited call, the child inherits BLAS limited to one thread with nobody to
+    restore it: the next limited call in the child restores it on entry.
+    """
+    global _pool, _pool_pid, _pool_lock, _blas_lock, _blas_users, _blas_limiter
+    global _blas_restore_in_child, _blas_controller
+    _pool, _pool_pid = None, None
+    _pool_lock = threading.Lock()
+    _blas_lock = threading.Lock()
+    if _blas_users > 0 and _blas_limiter is not None:
+        _blas_restore_in_child = _blas_limiter
+    _blas_users, _blas_limiter = 0, None
+    _blas_controller = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def map_threads(fn, items, n_threads):
     """``fn`` on every item, on at most ``n_threads`` threads at once.
 
     The pool is kept between calls: starting threads costs ~0.2 ms, a lot
-    next to a 1 ms convolution.
+    next to a 1 ms convolution.  It belongs to the process that made it: a
+    forked child (on platforms without ``os.register_at_fork`` too) makes
+    its own.
     """
-    global _pool
+    global _pool, _pool_pid
     with _pool_lock:
-        if _pool is None:
+        if _pool is None or _pool_pid != os.getpid():
             _pool = ThreadPoolExecutor(n_threads_for(-1), thread_name_prefix="skconv")
+            _pool_pid = os.getpid()
+        pool = _pool
     # Hand items out in n_threads queues so that no more threads than asked
     # run at once, whatever the pool's size.
     queues = [items[i::n_threads] for i in range(n_threads)]
-    futures = [_pool.submit(lambda q=q: [fn(item) for item in q]) for q in queues if q]
+    futures = [pool.submit(lambda q=q: [fn(item) for item in q]) for q in queues if q]
     for future in futures:
         future.result()
 

@@ -20,33 +20,60 @@ def test_smoke_run_writes_json(tmp_path, capsys):
     assert main(["--smoke", "--json", str(path)]) == 0
     assert time.perf_counter() - start < 60  # seconds even on a loaded 2-core machine
     printed = capsys.readouterr().out
-    assert "Targets:" in printed and "sgemm" in printed
+    assert "Targets (reported" in printed and "sgemm" in printed and "Cost model of auto" in printed
 
     report = json.loads(path.read_text())
-    assert {"machine", "gemm_gflops", "workloads", "sweep", "memory", "targets", "level"} <= set(
-        report
-    )
+    assert {
+        "machine",
+        "calibration",
+        "gemm_gflops",
+        "workloads",
+        "transform",
+        "sweep",
+        "memory",
+        "targets",
+        "level",
+    } <= set(report)
     assert report["level"] == "smoke"
-    assert {"cpu", "cores", "numpy", "blas", "OPENBLAS_CORETYPE"} <= set(report["machine"])
+    assert {"cpu", "cores", "numpy", "blas", "OPENBLAS_CORETYPE", "haswell_kernels"} <= set(
+        report["machine"]
+    )
+    assert isinstance(report["calibration"]["used"], bool)
     assert report["gemm_gflops"]["float32"] > 0 and report["gemm_gflops"]["float64"] > 0
     names = {(w["workload"], w["dtype"]) for w in report["workloads"]}
-    assert {(f"W{i}", "float32") for i in range(1, 7)} <= names
-    assert {(f"W{i}", "float64") for i in range(1, 6)} <= names
+    assert {(f"W{i}", "float32") for i in range(1, 11)} <= names
+    assert {(f"W{i}", "float64") for i in range(1, 11) if i != 6} <= names
     for workload in report["workloads"]:
         results = workload["results"]
-        assert {"auto", "auto[n_jobs=1]", "rowgemm", "toeplitz", "stride_tricks_einsum"} <= set(
-            results
-        )
+        assert {"auto", "auto[n_jobs=1]", "rowgemm", "stride_tricks_einsum"} <= set(results)
         assert workload["chosen"]["n_jobs=-1"] in results
         assert workload["auto_over_fastest"] > 0
         for entry in results.values():
-            assert entry["median_ms"] > 0 and entry["gflops"] > 0
+            assert 0 < entry["best_ms"] <= entry["median_ms"] and entry["gflops"] > 0
+            assert entry["peak_fraction"] > 0
         assert results["auto"]["method"] == workload["chosen"]["n_jobs=-1"]
         assert "ratio_to_stride_tricks_einsum" in results["auto"]
         assert "scaled_by" in results["stride_tricks_einsum"]  # slow peers may run on a subset
+    by = {(w["workload"], w["dtype"]): w for w in report["workloads"]}
+    assert by[("W9", "float32")]["shape"]["channels"] == 3
+    assert by[("W10", "float32")]["shape"]["stride"] == 2
+    assert "scipy_loop" not in by[("W9", "float32")]["results"]  # single channel, stride 1 only
+    t1 = report["transform"]
+    assert {"transform", "conv2d_alone"} <= set(t1["results"])
+    assert t1["transform_over_conv2d"] > 0 and t1["peak_extra_mib"] >= 0
     assert report["memory"]["n_jobs=1"]["measured_by"] == "tracemalloc"
     for target in report["targets"]:
         assert {"target", "value", "met"} <= set(target)
+
+
+def test_runs_as_a_script():
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, str(PATH), "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0 and "--calibrate" in result.stdout
 
 
 def test_help_and_bad_arguments(capsys):
@@ -54,7 +81,7 @@ def test_help_and_bad_arguments(capsys):
         main(["--help"])
     assert info.value.code == 0
     assert "--quick" in capsys.readouterr().out
-    assert main(["--smoke", "--workloads", "W9"]) == 2
+    assert main(["--smoke", "--workloads", "W11"]) == 2
     assert main(["--smoke", "--sweep", "-1"]) == 2
     assert main(["--smoke", "--json", "/nonexistent/dir/x.json"]) == 2
     assert "/nonexistent/dir/x.json" in capsys.readouterr().err

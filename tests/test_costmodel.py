@@ -10,7 +10,14 @@ from _oracles import naive_conv2d
 from sklearn import config_context
 
 from skconv import conv2d, explain_conv2d
-from skconv._costmodel import FEATURES, MODES, choose_method, estimate_seconds, load_model
+from skconv._costmodel import (
+    FEATURES,
+    MODES,
+    choose_method,
+    estimate_seconds,
+    load_model,
+    shipped_model,
+)
 from skconv._plan import ConvSpec, plan_conv2d
 from skconv._strategies import METHODS
 
@@ -42,12 +49,13 @@ def random_problem(rng, channels=None):
 def test_model_ships_as_package_data_and_says_where_it_was_fitted():
     text = resources.files("skconv").joinpath("cost_model.json").read_text(encoding="utf-8")
     model = json.loads(text)
-    assert model == load_model()
+    assert model == shipped_model()
     machine = model["fitted_on"]
     assert machine["cpu"] and machine["cores"] >= 1 and machine["numpy"]
     assert all({"internal_api", "version", "architecture"} <= set(b) for b in machine["blas"])
     assert "OPENBLAS_CORETYPE" in machine
-    for name in METHODS:  # every strategy, dtype and mode has weights
+    for name in model["coefficients"]:  # every fitted strategy, dtype and mode has weights
+        assert name in METHODS
         for dtype in ("float32", "float64"):
             for mode in MODES:
                 weights = model["coefficients"][name][dtype][mode]
@@ -60,7 +68,7 @@ def test_model_ships_as_package_data_and_says_where_it_was_fitted():
 
 
 def test_auto_never_picks_a_strategy_without_weights(monkeypatch):
-    model = load_model()
+    model = shipped_model()
     stripped = dict(
         model, coefficients={k: v for k, v in model["coefficients"].items() if k != "rowgemm"}
     )
@@ -159,6 +167,19 @@ def test_choose_method_respects_working_memory():
 def test_cost_estimates_are_positive_and_grow_with_the_batch():
     spec = ConvSpec(100, 28, 28, 1, 8, 5, 5, (1, 1), (1, 1), 24, 24, np.dtype(np.float32))
     bigger = replace(spec, n_images=10000)
-    for name in METHODS:
+    for name in shipped_model()["coefficients"]:  # (a strategy without weights: inf)
         small_cost, large_cost = estimate_seconds(name, spec), estimate_seconds(name, bigger)
         assert 0 < small_cost < large_cost, name
+
+
+def test_model_in_use_is_the_shipped_one_without_a_calibration(tmp_path, monkeypatch):
+    from skconv import _calibration
+
+    monkeypatch.setenv("SKCONV_CACHE_DIR", str(tmp_path))  # empty: no calibration
+    _calibration.reset()
+    try:
+        model = load_model()
+        assert model["calibrated"] is None
+        assert model["coefficients"] == shipped_model()["coefficients"]
+    finally:
+        _calibration.reset()

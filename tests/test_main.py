@@ -29,13 +29,23 @@ def test_demo_quick_prints_the_table(capsys):
 
 
 def test_help_for_every_subcommand():
-    for args in ([], ["demo"], ["bench"]):
+    for args in ([], ["demo"], ["bench"], ["calibrate"]):
         result = run(*args, "--help")
         assert result.returncode == 0, result.stderr
         assert "usage:" in result.stdout
 
 
-@pytest.mark.parametrize("args", [["frobnicate"], ["demo", "--fast"], [], ["bench", "--nonsense"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["frobnicate"],
+        ["demo", "--fast"],
+        [],
+        ["bench", "--nonsense"],
+        ["calibrate", "--max-seconds", "0"],
+        ["calibrate", "--fast"],
+    ],
+)
 def test_bad_arguments_exit_2_with_a_message(args):
     result = run(*args)
     assert result.returncode == 2
@@ -62,3 +72,36 @@ def test_version_and_fail_fast_arguments():
     assert result.returncode == 2 and "--frobnicate" in result.stderr
     result = run("demo", "--n-jobs", "0")
     assert result.returncode == 2 and "n-jobs" in result.stderr
+
+
+def test_calibrate_tiny_writes_to_the_cache_and_bench_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("SKCONV_CACHE_DIR", str(tmp_path))
+    env = {**__import__("os").environ, "SKCONV_CACHE_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "skconv", "calibrate", "--max-seconds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "measured now" in result.stdout and str(tmp_path) in result.stdout
+    files = list(tmp_path.glob("calibration-*.json"))
+    assert len(files) == 1
+    again = subprocess.run(
+        [sys.executable, "-m", "skconv", "calibrate"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert again.returncode == 0 and "cached" in again.stdout
+    from skconv import _calibration
+    from skconv._quickbench import model_source
+
+    _calibration.reset()
+    try:
+        assert "calibrated on this machine" in model_source()
+    finally:
+        monkeypatch.delenv("SKCONV_CACHE_DIR")
+        _calibration.reset()

@@ -64,6 +64,7 @@ def test_registry_describes_every_strategy_once():
         "toeplitz",
         "operator",
         "separable",
+        "fft",
     ]
     spec = ConvSpec(10, 12, 12, 1, 2, 3, 3, (1, 1), (1, 1), 10, 10, np.dtype(np.float64))
     for name, strategy in METHODS.items():

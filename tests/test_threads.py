@@ -69,3 +69,80 @@ def test_n_jobs_reads_like_joblib():
         n_threads_for(0)
     with pytest.raises(TypeError, match="n_jobs must be None or an int"):
         n_threads_for(1.5)
+
+
+def _blas_threads():
+    from threadpoolctl import threadpool_info
+
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+
+def test_overlapping_blas_limits_restore_the_count():
+    # Entered and left in the interleaved order that broke per-call limits
+    # (A enters, B enters, A leaves, B leaves): one shared limit, restored last.
+    import threading
+
+    from threadpoolctl import threadpool_limits
+
+    from skconv._threads import single_threaded_blas
+
+    with threadpool_limits(2, user_api="blas"):
+        before = _blas_threads()
+        a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+        seen = {}
+
+        def a():
+            with single_threaded_blas():
+                a_in.set()
+                b_in.wait(5)
+            a_out.set()
+
+        def b():
+            a_in.wait(5)
+            with single_threaded_blas():
+                b_in.set()
+                a_out.wait(5)
+                seen["inside after A left"] = _blas_threads()
+                with single_threaded_blas():  # re-entrant
+                    pass
+                seen["after re-entry"] = _blas_threads()
+
+        threads = [threading.Thread(target=a), threading.Thread(target=b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert all(n == 1 for n in seen["inside after A left"] + seen["after re-entry"]), seen
+        assert _blas_threads() == before
+
+
+def test_forked_child_gets_its_own_pool():
+    import multiprocessing as mp
+    import sys
+
+    if sys.platform != "linux":
+        pytest.skip("fork start method is Linux-only here")
+    from skconv import _threads
+
+    _threads.map_threads(lambda item: None, [1, 2], 2)  # the parent's pool exists
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+
+    def child():
+        seen = []
+        _threads.map_threads(seen.append, [1, 2, 3], 2)
+        queue.put(sorted(seen))
+
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads running
+        process = ctx.Process(target=child)
+        process.start()
+    try:
+        assert queue.get(timeout=15) == [1, 2, 3]
+    finally:
+        process.join(5)
+        if process.is_alive():
+            process.kill()
+            process.join()

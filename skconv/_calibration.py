@@ -1,0 +1,669 @@
+"""Measured calibration of the cost model on this machine: ``skconv.calibrate``.
+
+The weights shipped in ``skconv/cost_model.json`` were fitted on one machine
+and one set of BLAS kernels.  Another CPU, another BLAS (MKL, Accelerate) or
+other OpenBLAS kernels (``OPENBLAS_CORETYPE``) change what each count of work
+costs, and not by one common factor: a BLAS may run one strategy's many small
+products much slower than another's few long ones.  :func:`calibrate` times
+every strategy of the registry (``_strategies.METHODS``), in each threading
+mode and dtype, on a fixed set of small probe problems spread over the shapes
+``auto`` chooses between, and refits the shipped weights to those timings.
+
+What is fitted
+--------------
+For each (strategy, dtype, mode) group, the estimate becomes::
+
+    t = exp(s) * sum_f exp(a_f) * w_f * x_f
+
+with ``w_f`` the shipped weight of count ``x_f`` (``_costmodel.FEATURES``),
+``s`` a free common scale (this machine is simply faster or slower) and
+``a_f`` one log-multiplier per weight, which lets the fit move the dominant
+weights separately when a common factor cannot explain the timings (a BLAS
+slow on products with a short side raises the weight of the ``small`` count,
+say).  ``s`` and the ``a_f`` minimise the squared log error over the probes,
+``sum_i log(t_i / measured_i) ** 2``, as ``benchmarks/fit_cost_model.py``
+does, plus a ridge penalty ``RIDGE * sum_f a_f ** 2`` that keeps the shape of
+the shipped model where the few probes say nothing (Gauss-Newton with
+Levenberg-Marquardt damping, in NumPy).  A strategy without shipped weights
+starts from the median weight of each of its counts over the other strategies.
+
+Where it is cached
+------------------
+One JSON file per machine key, in ``$SKCONV_CACHE_DIR``, else
+``$XDG_CACHE_HOME/skconv``, else ``~/.cache/skconv`` (never in the package).
+The key is the CPU model, the number of cores, NumPy's version, every BLAS
+library threadpoolctl finds (``internal_api``, ``version``, ``architecture``,
+i.e. the kernels in use, and ``num_threads``), the registered strategies and
+a digest of the shipped weights: any change of these selects another file,
+so a calibration is only ever used where it was measured.  The cost model
+(``_costmodel.load_model``) reads the matching file lazily, once per process;
+without one it uses the shipped weights.
+
+Examples
+--------
+>>> from skconv._calibration import cache_dir, machine_key
+>>> key = machine_key()
+>>> sorted(key)[:3]
+['blas', 'cores', 'cpu']
+>>> cache_dir().is_absolute()
+True
+"""
+
+import hashlib
+import json
+import math
+import os
+import platform
+import time
+import warnings
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = 1
+# Ridge on the per-weight log-multipliers (in units of squared log error of
+# one probe): a weight moves by a factor e (2.7) only when that lowers the
+# probes' squared log errors by more than RIDGE.
+RIDGE = 0.25
+# Multipliers are clipped to [1 / LIMIT, LIMIT]: beyond that a probe is more
+# likely broken (a stall of the machine) than the BLAS.
+LIMIT = 1000.0
+DEFAULT_SECONDS = 15.0
+TINY_SECONDS = 3.0
+
+# Probe problems: (height, width, channels, filters, p, q, stride, rank);
+# rank 1 makes the filters separable (the low-rank strategy's case), 0 full.
+# Over the range of the benchmark's workloads: one filter, a few, many; tiny,
+# small and large images; 1x1 to 31x31 filters; channels; stride 2.  The
+# first ones run in every calibration (also the tiny one).
+PROBES = (
+    (28, 28, 1, 8, 5, 5, 1, 0),
+    (64, 64, 1, 4, 15, 15, 1, 0),
+    (28, 28, 1, 1, 5, 5, 1, 0),
+    (8, 8, 1, 4, 3, 3, 1, 0),
+    (64, 64, 1, 16, 7, 7, 1, 0),
+    (32, 32, 3, 16, 3, 3, 1, 0),
+    (28, 28, 1, 16, 3, 3, 1, 0),
+    (96, 96, 1, 4, 31, 31, 1, 0),
+    (64, 64, 1, 8, 9, 9, 1, 1),
+    (28, 28, 1, 8, 5, 5, 2, 0),
+    (128, 128, 1, 8, 11, 11, 1, 0),
+    (40, 40, 1, 32, 1, 1, 1, 0),
+    (16, 16, 1, 2, 5, 5, 1, 0),
+    (48, 48, 1, 24, 5, 5, 1, 0),
+)
+
+
+# --- where, and for what ------------------------------------------------------
+
+
+def cache_dir():
+    """The directory calibrations are cached in (not created here).
+
+    ``$SKCONV_CACHE_DIR``, else ``$XDG_CACHE_HOME/skconv``, else
+    ``~/.cache/skconv`` (the XDG base directory convention).
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    explicit = os.environ.get("SKCONV_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "skconv"
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def blas_info():
+    """threadpoolctl's view of NumPy's BLAS (the key's part), sorted.
+
+    The libraries shipped inside NumPy's installation (a wheel's
+    ``numpy.libs``); when none is (NumPy linked to a system BLAS: MKL,
+    Accelerate, a distribution's OpenBLAS), every BLAS loaded.  Other
+    packages' copies (scipy's, torch's) come and go with imports and do not
+    run conv2d's products.
+    """
+    from threadpoolctl import threadpool_info
+
+    infos = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+    numpy_dir = os.path.dirname(os.path.abspath(np.__file__))
+    own = [i for i in infos if str(i.get("filepath", "")).startswith((numpy_dir, numpy_dir + "."))]
+    keys = ("internal_api", "version", "architecture", "num_threads")
+    rows = [{k: i.get(k) for k in keys} for i in (own or infos)]
+    return sorted(rows, key=lambda r: json.dumps(r, sort_keys=True))
+
+
+def _shipped_digest():
+    data = resources.files("skconv").joinpath("cost_model.json").read_bytes()
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def machine_key(blas=None):
+    """What a calibration is valid for: a JSON-able dict.
+
+    Parameters
+    ----------
+    blas : list of dict, optional
+        The BLAS libraries (as :func:`blas_info` returns them); the ones
+        loaded now by default.
+
+    Returns
+    -------
+    dict
+    """
+    from ._strategies import METHODS
+
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "numpy": np.__version__,
+        "blas": blas_info() if blas is None else blas,
+        "strategies": sorted(METHODS),
+        "shipped_model": _shipped_digest(),
+        "format": FORMAT,
+    }
+
+
+def cache_path(key=None):
+    """The file of the calibration for ``key`` (this machine's by default)."""
+    key = machine_key() if key is None else key
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    return cache_dir() / f"calibration-{digest}.json"
+
+
+# --- loading ----------------------------------------------------------------------
+
+
+def _read(path, key):
+    """The calibration stored at ``path`` for ``key``; None when absent or not for it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        warnings.warn(
+            f"skconv: cannot read the calibration {path} ({exc}); ignoring it.", stacklevel=2
+        )
+        return None
+    try:
+        data = json.loads(text)
+        if data.get("key") != key:
+            return None  # another machine's or BLAS's calibration: not ours
+        coefficients = data["coefficients"]
+        for by_dtype in coefficients.values():
+            for by_mode in by_dtype.values():
+                for weights in by_mode.values():
+                    if not all(
+                        isinstance(w, (int, float)) and math.isfinite(w) and w >= 0
+                        for w in weights.values()
+                    ):
+                        raise ValueError("a weight is not a finite nonnegative number")
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        warnings.warn(
+            f"skconv: ignoring the corrupted calibration file {path} ({exc}); the cost model "
+            "uses its shipped weights. Run `python -m skconv calibrate --refresh` to redo it.",
+            stacklevel=2,
+        )
+        return None
+    return data
+
+
+@lru_cache(maxsize=1)
+def current():
+    """This machine's cached calibration (a dict), or None: read once per process."""
+    key = machine_key()
+    return _read(cache_path(key), key)
+
+
+def reset():
+    """Forget what was read (the cost model re-reads on its next estimate)."""
+    from . import _costmodel
+
+    current.cache_clear()
+    _costmodel.reset()
+
+
+# --- measuring ----------------------------------------------------------------------
+
+
+def _modes():
+    from ._costmodel import MODES
+
+    return [m for m in MODES if m != "threads" or (os.cpu_count() or 1) > 1]
+
+
+def _probe_bank(rng, k, p, q, c, rank, dtype):
+    if rank:
+        bank = sum(
+            rng.standard_normal((k, p, 1)) * rng.standard_normal((k, 1, q)) for _ in range(rank)
+        )
+    else:
+        bank = rng.standard_normal((k, p, q))
+    if c > 1:
+        bank = np.repeat(bank[..., None], c, axis=-1)
+    return bank.astype(dtype)
+
+
+class _ForcedCall:
+    """conv2d(x, bank, method=name) with its threading mode forced to ``mode``.
+
+    The images are drawn on first use (:meth:`prepare`): a test's timer that
+    never calls it costs nothing.
+    """
+
+    def __init__(self, shape, dtype, bank, name, mode, stride, rng):
+        self.shape, self.dtype, self.bank = shape, dtype, bank
+        self.name, self.mode, self.stride, self.rng = name, mode, stride, rng
+        self.x = None
+
+    def prepare(self):
+        if self.x is None:
+            self.x = self.rng.standard_normal(self.shape).astype(self.dtype)
+
+    def __call__(self):
+        from ._conv import _setup, run_plan
+
+        self.prepare()
+        jobs = 2 if self.mode == "threads" else 1
+        images, weights, plan, choice = _setup(
+            self.x, self.bank, method=self.name, n_jobs=jobs, stride=self.stride
+        )
+        result = np.empty(plan.out_shape, plan.dtype)
+        choice = replace(choice, split_batch=self.mode != "blas")
+        run_plan(images, weights, plan, choice, result)
+        return result
+
+
+def best_of(call, rounds, cap):
+    """Fastest of ``rounds`` calls after a warm-up one (other processes only add time).
+
+    A call slower than ``cap`` seconds is not repeated: it is far from the
+    best strategy and its warm-up time is good enough.
+    """
+    start = time.perf_counter()
+    call()
+    best = time.perf_counter() - start
+    if best > cap:
+        return best
+    for _ in range(rounds):
+        start = time.perf_counter()
+        call()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def measure_time(name, spec, mode, call, rounds=3, cap=0.05):
+    """The default timer: best seconds of ``call`` (see :func:`calibrate`'s ``timer``)."""
+    if hasattr(call, "prepare"):
+        call.prepare()
+    return best_of(call, rounds, cap)
+
+
+def _batch_size(name, spec_one, mode, target):
+    """Images that make strategy ``name`` take about ``target`` seconds (shipped model)."""
+    from ._costmodel import shipped_estimate
+
+    per_image = shipped_estimate(name, replace(spec_one, n_images=16), mode) / 16
+    if not math.isfinite(per_image):
+        # no shipped weights (a new strategy): size it like the reference GEMM one
+        per_image = shipped_estimate("rowgemm", replace(spec_one, n_images=16), mode) / 16
+    return int(max(1, min(4096, target / max(per_image, 1e-9))))
+
+
+def _measure(probes, dtypes, modes, deadline, target, timer, rng):
+    """Timings of every strategy that supports each probe: a list of records."""
+    from ._conv import _setup
+    from ._costmodel import features
+    from ._strategies import METHODS
+
+    records = []
+    for h, w, c, k, p, q, stride, rank in probes:
+        for dtype in dtypes:
+            if time.perf_counter() > deadline:
+                return records
+            bank = _probe_bank(rng, k, p, q, c, rank, dtype)
+            shape = (1, h, w) if c == 1 else (1, h, w, c)
+            one = rng.standard_normal(shape).astype(dtype)
+            spec_one = _setup(one, bank, stride=stride)[3].spec  # knows the filters' rank
+            for name, strategy in METHODS.items():
+                if not strategy.supports(spec_one):
+                    continue
+                for mode in modes:
+                    n = _batch_size(name, spec_one, mode, target)
+                    spec = replace(spec_one, n_images=n)
+                    if not METHODS[name].supports(spec):
+                        continue
+                    call = _ForcedCall((n,) + shape[1:], dtype, bank, name, mode, stride, rng)
+                    seconds = float(timer(name, spec, mode, call))
+                    if not (seconds > 0 and math.isfinite(seconds)):
+                        continue
+                    counts = features(name, spec)
+                    records.append(
+                        {
+                            "method": name,
+                            "dtype": np.dtype(dtype).name,
+                            "mode": mode,
+                            "probe": [h, w, c, k, p, q, stride, rank, n],
+                            "counts": counts,
+                            "seconds": seconds,
+                        }
+                    )
+    return records
+
+
+# --- fitting ------------------------------------------------------------------------
+
+
+def fit_multipliers(x, t, ridge=RIDGE, iterations=100):
+    """Common log-scale s and per-column log-multipliers a fitting x to t.
+
+    Minimises ``sum_i log(exp(s) * sum_f exp(a_f) x[i, f] / t[i]) ** 2 +
+    ridge * sum_f a_f ** 2`` (Levenberg-Marquardt).  ``x[i, f]`` is the
+    model's term f of probe i (weight times count), all >= 0.
+
+    Returns
+    -------
+    s : float
+    a : ndarray of shape (n_columns,)
+    """
+    x = np.asarray(x, float)
+    t = np.asarray(t, float)
+    n_cols = x.shape[1]
+    theta = np.zeros(n_cols + 1)  # s, then a
+    bound = math.log(LIMIT)
+
+    def objective(th):
+        est = np.exp(th[0]) * (x @ np.exp(th[1:]))
+        r = np.log(np.maximum(est, 1e-300) / t)
+        return r, float(r @ r + ridge * th[1:] @ th[1:]), est
+
+    # Start from the common scale alone: it is the exact answer when the
+    # shipped weights are right up to a factor.
+    base = x.sum(axis=1)
+    theta[0] = float(np.mean(np.log(t / np.maximum(base, 1e-300))))
+    r, cost, est = objective(theta)
+    damping = 1e-3
+    for _ in range(iterations):
+        terms = x * np.exp(theta[1:]) * np.exp(theta[0])
+        shares = terms / np.maximum(est, 1e-300)[:, None]
+        jac = np.hstack([np.ones((len(t), 1)), shares])
+        grad = jac.T @ r + np.concatenate([[0.0], ridge * theta[1:]])
+        hess = jac.T @ jac + np.diag(np.concatenate([[0.0], np.full(n_cols, ridge)]))
+        improved = False
+        while damping < 1e8:
+            step = np.linalg.solve(hess + damping * np.eye(n_cols + 1), -grad)
+            trial = theta + step
+            trial[1:] = np.clip(trial[1:], -bound, bound)
+            r_new, cost_new, est_new = objective(trial)
+            if cost_new < cost:
+                theta, r, cost, est = trial, r_new, cost_new, est_new
+                damping = max(damping / 10, 1e-9)
+                improved = True
+                break
+            damping *= 10
+        if not improved or np.abs(step).max() < 1e-7:
+            break
+    return float(theta[0]), theta[1:]
+
+
+def _prior_weights(name, dtype, mode, shipped, feature_names):
+    """Shipped weights of a group, or for a strategy without any, the median
+    weight of each count over the strategies that have one."""
+    weights = shipped.get(name, {}).get(dtype, {}).get(mode)
+    if weights:
+        return dict(weights)
+    prior = {}
+    for f in feature_names:
+        values = [by_dtype.get(dtype, {}).get(mode, {}).get(f) for by_dtype in shipped.values()]
+        values = [v for v in values if v]
+        if values:
+            prior[f] = float(np.median(values))
+    return prior
+
+
+def fit_calibration(records, shipped):
+    """Calibrated weights, per (strategy, dtype, mode), from timing records.
+
+    Parameters
+    ----------
+    records : list of dict
+        As measured (``method``, ``dtype``, ``mode``, ``counts``, ``seconds``).
+    shipped : dict
+        The shipped ``coefficients``.
+
+    Returns
+    -------
+    coefficients : dict
+        ``{strategy: {dtype: {mode: {feature: weight}}}}`` for the groups
+        that were measured.
+    errors : dict
+        ``{(strategy, dtype, mode): (probes, rms log error shipped, calibrated)}``.
+    """
+    from ._costmodel import FEATURES
+
+    groups = {}
+    for r in records:
+        groups.setdefault((r["method"], r["dtype"], r["mode"]), []).append(r)
+    coefficients, errors = {}, {}
+    for (name, dtype, mode), rows in sorted(groups.items()):
+        present = [f for f in FEATURES if any(r["counts"].get(f) for r in rows)]
+        prior = _prior_weights(name, dtype, mode, shipped, present)
+        cols = [f for f in present if prior.get(f)]
+        if not cols:
+            continue
+        x = np.array([[prior[f] * r["counts"].get(f, 0.0) for f in cols] for r in rows])
+        t = np.array([r["seconds"] for r in rows])
+        keep = x.sum(axis=1) > 0
+        if not keep.any():
+            continue
+        x, t = x[keep], t[keep]
+        s, a = fit_multipliers(x, t)
+        weights = {
+            f: float(f"{prior[f] * math.exp(s + af):.4g}") for f, af in zip(cols, a, strict=True)
+        }
+        coefficients.setdefault(name, {}).setdefault(dtype, {})[mode] = weights
+        before = np.log(x.sum(axis=1) / t)
+        after = np.log(np.exp(s) * (x @ np.exp(a)) / t)
+        errors[(name, dtype, mode)] = (
+            len(t),
+            float(np.sqrt(np.mean(before**2))),
+            float(np.sqrt(np.mean(after**2))),
+        )
+    return coefficients, errors
+
+
+# --- the public function -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CalibrationReport:
+    """What :func:`skconv.calibrate` did.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The cached calibration file.
+    measured : bool
+        True when timings were taken now; False when a cached calibration
+        for this machine was found and used as it is.
+    seconds : float
+        Time the measurement took (0 when cached).
+    n_timings : int
+        Timings fitted.
+    date : str
+        When the calibration was measured.
+    key : dict
+        What it is valid for (see :func:`machine_key`).
+    errors : dict
+        ``{(strategy, dtype, mode): (probes, rms log error of the shipped
+        weights, of the calibrated ones)}`` on the probes.
+    """
+
+    path: Path
+    measured: bool
+    seconds: float
+    n_timings: int
+    date: str
+    key: dict = field(repr=False)
+    errors: dict = field(repr=False)
+
+    def __str__(self):
+        blas = ", ".join(
+            f"{b['internal_api']} {b['version']} ({b['architecture']}, {b['num_threads']} threads)"
+            for b in self.key["blas"]
+        )
+        how = (
+            f"measured now: {self.n_timings} timings in {self.seconds:.1f} s"
+            if self.measured
+            else f"cached, measured {self.date} ({self.n_timings} timings)"
+        )
+        lines = [
+            f"skconv cost model calibrated for {self.key['cpu']}, {self.key['cores']} cores, "
+            f"NumPy {self.key['numpy']}, {blas or 'no BLAS found'}",
+            f"{how}; file {self.path}",
+        ]
+        if self.errors:
+            lines.append(
+                f"{'strategy':<14}{'dtype':<9}{'mode':<9}{'probes':>7}"
+                f"{'shipped err':>13}{'calibrated err':>16}  (rms log error)"
+            )
+            for (name, dtype, mode), (n, before, after) in sorted(self.errors.items()):
+                lines.append(f"{name:<14}{dtype:<9}{mode:<9}{n:>7}{before:>13.2f}{after:>16.2f}")
+        return "\n".join(lines)
+
+
+def _report(data, path, measured):
+    errors = {tuple(k.split("/")): tuple(v) for k, v in data.get("errors", {}).items()}
+    return CalibrationReport(
+        path=path,
+        measured=measured,
+        seconds=float(data.get("seconds", 0.0)) if measured else 0.0,
+        n_timings=int(data.get("n_timings", 0)),
+        date=str(data.get("date", "")),
+        key=data["key"],
+        errors=errors,
+    )
+
+
+def calibrate(*, max_seconds=DEFAULT_SECONDS, refresh=False, timer=None, random_state=0):
+    """Fit the cost model of ``method="auto"`` to this machine, and cache it.
+
+    ``conv2d(method="auto")`` picks the strategy its cost model estimates
+    fastest; the model's shipped weights were measured on one machine and
+    one BLAS.  This times every strategy (in each threading mode, float32
+    and float64) on small probe problems, refits the weights to the timings
+    (a common scale per strategy, dtype and mode, and multipliers of the
+    individual weights where one scale does not explain the timings), and
+    caches the result for this CPU, NumPy, BLAS (library, version, kernels,
+    threads) and set of strategies.  Every later process on the same
+    machine and BLAS uses it; elsewhere the shipped weights are used.
+    ``python -m skconv calibrate`` does the same from the shell.
+
+    Parameters
+    ----------
+    max_seconds : float, default=15.0
+        Time budget of the measurement.  Below 3 seconds a tiny calibration
+        runs (fewer probes, shorter calls; for tests).  Probes are measured
+        in a fixed order until the budget is spent.
+    refresh : bool, default=False
+        Measure again even when a calibration for this machine is cached.
+    timer : callable, optional
+        ``timer(method, spec, mode, call) -> seconds`` replaces the timing of
+        ``call()`` (conv2d with that method and threading mode on the
+        problem ``spec``); for tests and simulations.
+    random_state : int, default=0
+        Seeds the probe data.
+
+    Returns
+    -------
+    CalibrationReport
+        Where it is cached, whether it was measured now, and the model's
+        error on the probes before and after.
+
+    Examples
+    --------
+    >>> import skconv
+    >>> report = skconv.calibrate(max_seconds=1)  # doctest: +SKIP
+    >>> print(report)  # doctest: +SKIP
+    """
+    from ._costmodel import shipped_model
+    from ._validation import is_int
+
+    if isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float, np.number)):
+        raise TypeError(f"max_seconds must be a positive number; got {max_seconds!r}.")
+    if not (math.isfinite(max_seconds) and max_seconds > 0):
+        raise ValueError(f"max_seconds must be a positive number; got {max_seconds!r}.")
+    if not isinstance(refresh, (bool, np.bool_)):
+        raise TypeError(f"refresh must be a bool; got {refresh!r}.")
+    if timer is not None and not callable(timer):
+        raise TypeError(f"timer must be None or a callable; got {timer!r}.")
+    if not is_int(random_state):
+        raise TypeError(f"random_state must be an int; got {random_state!r}.")
+
+    key = machine_key()
+    path = cache_path(key)
+    if not refresh:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a corrupted file is simply redone
+            cached = _read(path, key)
+        if cached is not None:
+            reset()
+            return _report(cached, path, measured=False)
+
+    tiny = max_seconds < TINY_SECONDS
+    probes = PROBES[:3] if tiny else PROBES
+    # Each call ~0.3 ms (tiny) or ~1.5 ms at the default budget: long enough
+    # to see the BLAS's steady state, short enough to cover every probe.
+    target = 3e-4 if tiny else 1.5e-3 * min(4.0, max(0.5, max_seconds / DEFAULT_SECONDS))
+    if timer is None:
+        rounds = 1 if tiny else 3
+        cap = 20 * target
+
+        def timer(name, spec, mode, call):
+            return measure_time(name, spec, mode, call, rounds=rounds, cap=cap)
+
+    start = time.perf_counter()
+    records = _measure(
+        probes,
+        ("float32", "float64"),
+        _modes(),
+        start + max_seconds,
+        target,
+        timer,
+        np.random.default_rng(random_state),
+    )
+    elapsed = time.perf_counter() - start
+    coefficients, errors = fit_calibration(records, shipped_model()["coefficients"])
+    data = {
+        "about": "skconv cost model calibrated on this machine by skconv.calibrate(); "
+        "the weights replace the shipped ones (skconv/cost_model.json) where given.",
+        "format": FORMAT,
+        "key": key,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "seconds": elapsed,
+        "n_timings": len(records),
+        "max_seconds": float(max_seconds),
+        "coefficients": coefficients,
+        "errors": {"/".join(k): list(v) for k, v in errors.items()},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the new one
+    reset()
+    return _report(data, path, measured=True)
