@@ -47,9 +47,7 @@ def rectify(maps, activation, *, copy=True):
         four_d = maps if maps.ndim == 4 else maps[:, None]
         n, k, h, w = four_d.shape
         result = np.empty((n, k, 2, h, w), maps.dtype)
-        np.maximum(four_d, 0, out=result[:, :, 0])
-        np.negative(four_d, out=result[:, :, 1])
-        np.maximum(result[:, :, 1], 0, out=result[:, :, 1])
+        split_into(four_d, result[:, :, 0], result[:, :, 1])
         return result.reshape(n, 2 * k, h, w)
     out = None if copy else maps
     if activation == "relu":
@@ -57,3 +55,25 @@ def rectify(maps, activation, *, copy=True):
     if activation == "abs":
         return np.abs(maps, out=out)
     return np.square(maps, out=out)
+
+
+def split_into(maps, positive, negative):
+    """Write relu(maps) into ``positive`` and relu(-maps) into ``negative``.
+
+    The two halves of ``activation="split"``, written into any arrays (or
+    strided views) of ``maps``' shape: the transformer writes them straight
+    into its output's columns.  ``negative`` may be ``maps`` itself (then
+    after ``positive``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconv._activation import split_into
+    >>> maps, pos, neg = np.array([-1.0, 2.0]), np.empty(2), np.empty(2)
+    >>> split_into(maps, pos, neg)
+    >>> print(pos, neg)
+    [0. 2.] [1. 0.]
+    """
+    np.maximum(maps, 0, out=positive)
+    np.negative(maps, out=negative)
+    np.maximum(negative, 0, out=negative)

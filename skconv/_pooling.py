@@ -1,12 +1,17 @@
 """Pooling of feature maps, and the shape arithmetic of pooling."""
 
+import math
+
 import numpy as np
 
-from ._activation import rectify
+from ._activation import ACTIVATIONS, rectify
 from ._validation import as_real_array, check_option, check_pair, float_dtype
 
 POOL_OPS = ("max", "mean", "sum")
 _REDUCE = {"max": np.max, "mean": np.mean, "sum": np.sum}
+# Windows and steps are used in slices, which take C integers: larger values
+# are refused with a ValueError instead of numpy's OverflowError.
+_MAX_INT = int(np.iinfo(np.intp).max)
 
 
 def pooled_shape(map_shape, size=2, *, stride=None, grid=None):
@@ -36,10 +41,14 @@ def pooled_shape(map_shape, size=2, *, stride=None, grid=None):
     ((5, 7), (2, 2))
     """
     h, w = map_shape
+    if min(h, w) < 1:
+        raise ValueError(
+            f"maps must have at least one pixel per map; got shape {tuple(map_shape)}."
+        )
     if grid is not None:
         if stride is not None:
             raise ValueError("stride cannot be given with grid; pass one or the other.")
-        gh, gw = check_pair(grid, "grid")
+        gh, gw = _check_extent(grid, "grid")
         if gh > h or gw > w:
             raise ValueError(f"grid {gh}x{gw} has more regions than the {h}x{w} maps have pixels.")
         return gh, gw
@@ -49,14 +58,22 @@ def pooled_shape(map_shape, size=2, *, stride=None, grid=None):
         if stride is not None:
             raise ValueError("stride cannot be given with size='global'.")
         return 1, 1
-    ph, pw = check_pair(size, "size")
-    sh, sw = (ph, pw) if stride is None else check_pair(stride, "stride")
+    ph, pw = _check_extent(size, "size")
+    sh, sw = (ph, pw) if stride is None else _check_extent(stride, "stride")
     if ph > h or pw > w:
         raise ValueError(
             f"pooling window {ph}x{pw} is larger than the {h}x{w} maps; use a "
             "smaller size, grid=... or size='global'."
         )
     return (h - ph) // sh + 1, (w - pw) // sw + 1
+
+
+def _check_extent(value, name):
+    """``check_pair`` with numpy's slice bound on top."""
+    pair = check_pair(value, name)
+    if max(pair) > _MAX_INT:
+        raise ValueError(f"{name} must be <= {_MAX_INT} along both axes; got {pair!r}.")
+    return pair
 
 
 def _grid_bounds(size, cells):
@@ -69,7 +86,7 @@ def _grid_bounds(size, cells):
     return [((i * size) // cells, -(-((i + 1) * size) // cells)) for i in range(cells)]
 
 
-def pool2d(maps, size=2, *, stride=None, op="max", grid=None, activation=None):
+def pool2d(maps, size=2, *, stride=None, op="max", grid=None, activation=None, out=None):
     """Pool feature maps over their two last (spatial) axes.
 
     Parameters
@@ -93,13 +110,23 @@ def pool2d(maps, size=2, *, stride=None, op="max", grid=None, activation=None):
     activation : {None, "relu", "abs", "square", "split"}, default=None
         Rectification applied before pooling (see the README).  "split"
         doubles the maps: map 2k is relu(x_k) and map 2k + 1 is relu(-x_k).
+    out : ndarray, optional
+        Where to write the result; it must have exactly the result's shape
+        and dtype, be writeable and not overlap ``maps``.
 
     Returns
     -------
     pooled : ndarray of shape (n_images, h_out, w_out) or \
             (n_images, n_maps, h_out, w_out)
         Same dtype as ``maps`` for floating maps, float64 for integer maps;
-        4-D whenever ``activation="split"``.
+        4-D whenever ``activation="split"``.  ``out`` when it was given.
+
+    Notes
+    -----
+    A window is reduced along its rows first (ufunc passes over whole rows
+    of the maps, contiguous in memory), then along its columns, so sums and
+    means add the pixels of a window in that order.  Window pooling of maps
+    already in memory costs about one read of the maps.
 
     Examples
     --------
@@ -120,42 +147,127 @@ def pool2d(maps, size=2, *, stride=None, op="max", grid=None, activation=None):
             "maps must be 3-D (n_images, h, w) or 4-D (n_images, n_maps, h, w); "
             f"got shape {maps.shape}."
         )
+    if min(maps.shape[-2:]) < 1:
+        raise ValueError(f"maps must have at least one pixel per map; got shape {maps.shape}.")
     dtype = float_dtype(maps.dtype, "maps")
+    check_option(op, POOL_OPS, "op")
+    out_h, out_w = pooled_shape(maps.shape[-2:], size, stride=stride, grid=grid)
+    check_option(activation, (None, *ACTIVATIONS), "activation")
+    n_maps = (
+        maps.shape[1:-2] if activation != "split" else (2 * maps.shape[1] if maps.ndim == 4 else 2,)
+    )
+    shape = maps.shape[:1] + tuple(n_maps) + (out_h, out_w)
+    out = _check_out(out, shape, dtype, maps)
+    given = maps
     if maps.dtype.kind != "f":
         maps = maps.astype(dtype)
-    check_option(op, POOL_OPS, "op")
-    maps = rectify(maps, activation)
-    h, w = maps.shape[-2:]
-    out_h, out_w = pooled_shape((h, w), size, stride=stride, grid=grid)
-    reduce = _REDUCE[op]
+    maps = rectify(maps, activation, copy=maps is given)
+    pool_into(maps, out, size, stride=stride, op=op, grid=grid)
+    return out
 
+
+def _check_out(out, shape, dtype, maps):
+    if out is None:
+        return np.empty(shape, dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy array; got {type(out).__name__}.")
+    if out.shape != shape or out.dtype != dtype:
+        raise ValueError(
+            f"out must have shape {shape} and dtype {dtype}; got shape {out.shape} and "
+            f"dtype {out.dtype}."
+        )
+    if not out.flags.writeable:
+        raise ValueError("out must be writeable; got a read-only array.")
+    if np.may_share_memory(out, maps):
+        raise ValueError("out must not overlap maps; got an array sharing their memory.")
+    return out
+
+
+def pool_work_items(map_shape, size=2, *, stride=None, grid=None):
+    """Elements of the work buffer :func:`pool_into` needs per map (0: none).
+
+    The row pass of window pooling writes (h_out, w') per map, the row pass
+    of grid pooling one row of w pixels.
+    """
+    h, w = map_shape
+    out_h, out_w = pooled_shape(map_shape, size, stride=stride, grid=grid)
     if grid is not None:
-        out = np.empty(maps.shape[:-2] + (out_h, out_w), maps.dtype)
-        # A Python loop over the grid's few regions, never over images; each
-        # region is reduced one axis at a time (a reduction over two strided
-        # axes at once runs numpy's slow generic loop).  Max, sum and mean
-        # of equal-length rows all compose this way.
+        return w
+    if isinstance(size, str):
+        return 0
+    ph, pw = check_pair(size, "size")
+    _, sw = (ph, pw) if stride is None else check_pair(stride, "stride")
+    return out_h * (sw * (out_w - 1) + pw) if ph > 1 and pw > 1 else 0
+
+
+def pool_into(maps, out, size=2, *, stride=None, op="max", grid=None, work=None):
+    """Pool float ``maps`` (..., h, w) into ``out`` (..., h_out, w_out), unchecked.
+
+    The engine of :func:`pool2d` for callers that validated the parameters
+    (with :func:`pooled_shape`) and own ``out``, which may be any strided
+    view (the transformer pools straight into its output's columns).
+    ``work``, a flat array of ``maps.dtype`` with at least
+    :func:`pool_work_items` elements per map, is used for the intermediate
+    row pass instead of a fresh allocation.
+    """
+    h, w = maps.shape[-2:]
+    out_h, out_w = out.shape[-2:]
+    lead = maps.shape[:-2]
+    if grid is not None:
+        ufunc = np.maximum if op == "max" else np.add
         for i, (r0, r1) in enumerate(_grid_bounds(h, out_h)):
+            # Rows first: a reduction over an outer axis runs contiguous
+            # inner loops along the rows.
+            band = ufunc.reduce(maps[..., r0:r1, :], axis=-2, out=_buffer(work, lead + (w,), maps))
             for j, (c0, c1) in enumerate(_grid_bounds(w, out_w)):
-                rows = reduce(maps[..., r0:r1, c0:c1], axis=-1)
-                out[..., i, j] = reduce(rows, axis=-1)
+                ufunc.reduce(band[..., c0:c1], axis=-1, out=out[..., i, j])
+                if op == "mean":
+                    out[..., i, j] /= (r1 - r0) * (c1 - c0)
         return out
-    if isinstance(size, str):  # "global", checked by pooled_shape
-        flat = maps.reshape(maps.shape[:-2] + (h * w,))
-        return reduce(flat, axis=-1)[..., None, None]
+    if isinstance(size, str):  # "global"
+        flat = maps.reshape(lead + (h * w,))
+        _REDUCE[op](flat, axis=-1, out=out[..., 0, 0])
+        return out
     ph, pw = check_pair(size, "size")
     sh, sw = (ph, pw) if stride is None else check_pair(stride, "stride")
-    # One ufunc pass per window tap over strided views of all the maps: numpy
-    # reductions over the small window axes of a window view are ~20x slower.
+    # One ufunc pass per window row over strided views of all the maps (inner
+    # loops along whole map rows), then one per window column over the
+    # result: numpy's reductions over the small window axes of a window view
+    # are ~20x slower, and a pass per window tap reads every map ph*pw times
+    # with short strided inner loops.
     combine = np.maximum if op == "max" else np.add
-    out = None
-    for u in range(ph):
-        for v in range(pw):
-            tap = maps[..., u : u + sh * (out_h - 1) + 1 : sh, v : v + sw * (out_w - 1) + 1 : sw]
-            if out is None:
-                out = tap.copy()
-            else:
-                combine(out, tap, out=out)
+    cols = sw * (out_w - 1) + pw  # columns some window reads
+    rows = [maps[..., u : u + sh * (out_h - 1) + 1 : sh, :cols] for u in range(ph)]
+    if pw == 1:
+        rows = [r[..., ::sw] for r in rows]
+        target = out
+    elif ph == 1:
+        target = None
+    else:
+        target = _buffer(work, lead + (out_h, cols), maps)
+    if target is not None:
+        if ph == 1:
+            np.copyto(target, rows[0])
+        else:
+            combine(rows[0], rows[1], out=target)
+            for r in rows[2:]:
+                combine(target, r, out=target)
+        band = target
+    else:
+        band = rows[0]
+    if pw > 1:
+        taps = [band[..., v : v + sw * (out_w - 1) + 1 : sw] for v in range(pw)]
+        combine(taps[0], taps[1], out=out)
+        for tap in taps[2:]:
+            combine(out, tap, out=out)
     if op == "mean":
         out /= ph * pw
     return out
+
+
+def _buffer(work, shape, like):
+    """A ``shape`` view of the flat ``work`` array, or a new array if it is too small."""
+    items = math.prod(shape)
+    if work is not None and work.size >= items:
+        return work[:items].reshape(shape)
+    return np.empty(shape, like.dtype)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from skconv import pool2d
-from skconv._pooling import pooled_shape
+from skconv._pooling import pool_into, pool_work_items, pooled_shape
 
 NAIVE_OPS = {"max": max, "sum": sum, "mean": lambda values: sum(values) / len(values)}
 
@@ -173,3 +173,107 @@ def test_pooled_shape_is_the_shape_pool2d_returns(map_shape, size, stride, grid)
         expected = naive_pool(maps, pair, (1, 1) if size == "global" else steps, "max").shape[-2:]
     assert pooled_shape(map_shape, size, stride=stride, grid=grid) == expected
     assert pool2d(maps, size, stride=stride, grid=grid).shape[-2:] == expected
+
+
+@pytest.mark.parametrize("op", ["max", "mean", "sum"])
+@pytest.mark.parametrize(
+    "size, stride",
+    [((2, 1), None), ((1, 3), (2, 1)), (2, 3), ((3, 1), (1, 2)), (1, 2), ((1, 1), None)],
+)
+def test_row_and_column_passes_against_naive(size, stride, op):
+    """Windows of one row or one column, gaps between windows, strided input maps."""
+    maps = np.random.default_rng(3).standard_normal((2, 9, 3, 8)).transpose(0, 3, 1, 2)
+    assert not maps.flags.c_contiguous  # (2, 8, 9, 3) view
+    size2 = (size, size) if isinstance(size, int) else size
+    stride2 = size2 if stride is None else ((stride, stride) if isinstance(stride, int) else stride)
+    expected = naive_pool(maps, size2, stride2, op)
+    np.testing.assert_allclose(pool2d(maps, size, stride=stride, op=op), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("size, grid", [(2, None), ((3, 2), None), ("global", None), (2, 3)])
+def test_out_receives_the_result(size, grid):
+    maps = np.random.default_rng(5).standard_normal((3, 4, 7, 7)).astype(np.float32)
+    expected = pool2d(maps, size, grid=grid, op="mean")
+    # A strided view, as the transformer passes its output's columns.
+    big = np.full((3, 2 * expected[0].size), np.nan, np.float32)
+    out = big[:, 1::2].reshape(expected.shape)
+    assert not out.flags.c_contiguous
+    result = pool2d(maps, size, grid=grid, op="mean", out=out)
+    assert result is out
+    np.testing.assert_array_equal(out, expected)
+    assert np.isnan(big[:, 0::2]).all()
+
+
+def test_out_with_split_and_integer_maps():
+    maps = np.arange(2 * 4 * 4).reshape(2, 1, 4, 4) - 10
+    out = np.empty((2, 2, 2, 2))
+    pool2d(maps, 2, activation="split", op="sum", out=out)
+    pos, neg = np.maximum(maps, 0), np.maximum(-maps, 0)
+    np.testing.assert_array_equal(out[:, 0], naive_pool(pos, (2, 2), (2, 2), "sum")[:, 0])
+    np.testing.assert_array_equal(out[:, 1], naive_pool(neg, (2, 2), (2, 2), "sum")[:, 0])
+
+
+@pytest.mark.parametrize(
+    "out, error, match",
+    [
+        (np.empty((2, 3, 2)), ValueError, r"out must have shape \(2, 3, 3\) and dtype float64"),
+        (np.empty((2, 3, 3), np.float32), ValueError, "dtype float32"),
+        ([[0.0]], TypeError, "out must be a numpy array; got list"),
+        (np.broadcast_to(np.empty(3), (2, 3, 3)), ValueError, "out must be writeable"),
+    ],
+)
+def test_bad_out(out, error, match):
+    maps = np.zeros((2, 7, 7))
+    with pytest.raises(error, match=match):
+        pool2d(maps, 2, out=out)
+
+
+def test_out_overlapping_maps_is_refused():
+    maps = np.zeros((2, 8, 8))
+    with pytest.raises(ValueError, match="out must not overlap maps"):
+        pool2d(maps, 2, out=maps[:, :4, :4])
+
+
+@pytest.mark.parametrize(
+    "shape, size, grid", [((2, 0, 4), "global", None), ((2, 3, 0), 1, None), ((1, 2, 0, 5), 2, 2)]
+)
+def test_maps_without_pixels_are_refused(shape, size, grid):
+    with pytest.raises(ValueError, match=r"maps must have at least one pixel per map; got shape"):
+        pool2d(np.zeros(shape), size, grid=grid)
+    with pytest.raises(ValueError, match="maps must have at least one pixel per map"):
+        pooled_shape(shape[-2:], size, grid=grid)
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"size": 10**30}, "size"),
+        ({"size": 2, "stride": 10**30}, "stride"),
+        ({"size": 2, "stride": (1, 2**63)}, "stride"),
+        ({"grid": 10**30}, "grid"),
+    ],
+)
+def test_huge_ints_are_value_errors_naming_the_parameter(kwargs, name):
+    with pytest.raises(ValueError, match=rf"^{name} must be"):
+        pool2d(np.zeros((1, 4, 4)), **kwargs)
+
+
+def test_largest_stride_still_pools():
+    # One window per axis whatever the stride: the stride only has to fit a slice.
+    maps = np.random.default_rng(0).standard_normal((2, 5, 5))
+    got = pool2d(maps, 2, stride=2**62)
+    np.testing.assert_array_equal(got, naive_pool(maps[:, None], (2, 2), (5, 5), "max")[:, 0])
+
+
+@pytest.mark.parametrize("size, stride, grid", [(2, None, None), ((3, 2), 1, None), (2, None, 3)])
+def test_pool_into_with_a_work_buffer(size, stride, grid):
+    rng = np.random.default_rng(6)
+    maps = rng.standard_normal((4, 3, 9, 9))
+    expected = pool2d(maps, size, stride=stride, grid=grid, op="sum")
+    out = np.empty_like(expected)
+    items = pool_work_items((9, 9), size, stride=stride, grid=grid)
+    work = np.full(12 * items, np.nan)
+    pool_into(maps, out, size, stride=stride, grid=grid, op="sum", work=work)
+    np.testing.assert_array_equal(out, expected)
+    if items:
+        assert not np.isnan(work).all()  # the buffer was used, not a fresh one
