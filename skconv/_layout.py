@@ -18,7 +18,8 @@ import numpy as np
 
 from ._activation import rectify
 from ._conv import conv2d, plan_conv2d
-from ._pooling import pool2d, pooled_shape
+from ._fused import blas_limit, plan_fused, run_fused
+from ._pooling import pooled_shape
 from ._validation import contextual, is_int
 
 FEATURE_PREFIX = "conv"
@@ -48,49 +49,143 @@ def check_rows(ndim, shape):
     )
 
 
-def image_shape(n_features, given):
-    """The (h, w) or (h, w, c) shape each row of ``n_features`` is read as.
+CHANNEL_AXES = (-1, 0, None)
 
-    ``given`` None reads square images when ``n_features`` is a perfect
-    square and 1 x n_features strips otherwise.
+
+def image_shape(n_features, given, channel_axis=-1):
+    """The shape each row of ``n_features`` is read as, axes in the row's order.
+
+    2-D ``(h, w)``, or 3-D: ``(h, w, c)`` with ``channel_axis=-1``
+    (channels last), ``(c, h, w)`` with ``channel_axis=0`` (channels first,
+    e.g. the filter-major output of a previous transformer).  ``given`` None
+    reads square images when ``n_features`` is a perfect square and
+    1 x n_features strips otherwise (no channel axis, so not with
+    ``channel_axis=0``, which needs the number of channels).  Entries of
+    ``given`` may be None: one is inferred from ``n_features`` as a -1 in
+    :func:`numpy.reshape`, and height and width both None mean square.
 
     Examples
     --------
     >>> from skconv._layout import image_shape
     >>> image_shape(64, None), image_shape(10, None), image_shape(48, (4, 4, 3))
     ((8, 8), (1, 10), (4, 4, 3))
+    >>> image_shape(8 * 14 * 14, (8, None, None), channel_axis=0)
+    (8, 14, 14)
+    >>> image_shape(8 * 14 * 14, (None, 14, 14), channel_axis=0)
+    (8, 14, 14)
     """
+    if channel_axis not in CHANNEL_AXES or isinstance(channel_axis, bool):
+        raise ValueError(
+            "channel_axis must be -1 (channels last), 0 (channels first) or None (no "
+            f"channels); got {channel_axis!r}."
+        )
     if given is None:
+        if channel_axis == 0:
+            raise ValueError(
+                "channel_axis=0 reads channels-first rows and needs image_shape="
+                "(n_channels, height, width) (entries may be None to infer them, e.g. "
+                "(n_channels, None, None) for square maps); got image_shape=None."
+            )
         side = math.isqrt(n_features)
         return (side, side) if side * side == n_features else (1, n_features)
-    if len(given) not in (2, 3) or not all(is_int(s) for s in given):
+    if (
+        not isinstance(given, (tuple, list))
+        or len(given) not in (2, 3)
+        or not all(s is None or is_int(s) for s in given)
+    ):
         raise TypeError(
-            "image_shape must be None, (height, width) or (height, width, "
-            f"n_channels) of ints; got {given!r}."
+            "image_shape must be None, (height, width), (height, width, n_channels) "
+            "with channel_axis=-1 or (n_channels, height, width) with channel_axis=0, "
+            f"of ints or None; got {given!r}."
         )
-    if min(given) < 1:
-        raise ValueError(f"image_shape must hold positive ints; got {given!r}.")
-    shape = tuple(int(s) for s in given)
+    if len(given) == 3 and channel_axis is None:
+        raise ValueError(
+            f"image_shape={given!r} has a channel axis, but channel_axis=None reads "
+            "images without channels; pass channel_axis=-1 (channels last) or 0 "
+            "(channels first), or a 2-D image_shape."
+        )
+    if len(given) == 2 and channel_axis == 0:
+        raise ValueError(
+            f"channel_axis=0 reads channels-first rows and needs a 3-D image_shape="
+            f"(n_channels, height, width); got image_shape={given!r}."
+        )
+    if any(s is not None and s < 1 for s in given):
+        raise ValueError(f"image_shape must hold positive ints (or None); got {given!r}.")
+    shape = _infer_shape(n_features, given, channel_axis)
     if math.prod(shape) != n_features:
         product = " * ".join(str(s) for s in shape)
+        order = "height * width * n_channels"
+        if channel_axis == 0:
+            order = "n_channels * height * width"
         raise ValueError(
             f"X has n_features={n_features} per row, but image_shape={given!r} needs "
-            f"{product} = {math.prod(shape)} features (height * width * n_channels)."
+            f"{product} = {math.prod(shape)} features ({order})."
         )
     return shape
 
 
-def describe_images(n_features, shape, given):
+def _infer_shape(n_features, given, channel_axis):
+    """``given`` with its None entries inferred (the product is checked by the caller)."""
+    shape = [None if s is None else int(s) for s in given]
+    unknown = [i for i, s in enumerate(shape) if s is None]
+    if not unknown:
+        return tuple(shape)
+    known = math.prod(s for s in shape if s is not None)
+    spatial = (1, 2) if len(shape) == 3 and channel_axis == 0 else (0, 1)
+    if len(unknown) == 1:
+        shape[unknown[0]] = max(n_features // known, 1)
+    elif sorted(unknown) == list(spatial):
+        side = math.isqrt(n_features // known)
+        shape[spatial[0]] = shape[spatial[1]] = max(side, 1)
+    else:
+        raise ValueError(
+            f"image_shape={given!r} leaves too much to infer: give every size but one, "
+            "or the number of channels with height and width None for square images."
+        )
+    return tuple(shape)
+
+
+def conv_shape(shape, channel_axis=-1):
+    """The (h, w) or channels-last (h, w, c) shape the convolution sees."""
+    if len(shape) == 3 and channel_axis == 0:
+        c, h, w = shape
+        return (h, w, c)
+    return tuple(shape)
+
+
+def channels_last(rows, shape, dtype):
+    """Channels-first rows of ``shape`` (c, h, w) as contiguous channels-last rows.
+
+    One pass over the rows, cast to ``dtype`` on the way (the copy a
+    channels-first chunk costs before the channels-last convolution).
+    """
+    c, h, w = shape
+    out = np.empty((rows.shape[0], h, w, c), dtype)
+    out[...] = rows.reshape(rows.shape[0], c, h, w).transpose(0, 2, 3, 1)
+    return out.reshape(rows.shape[0], -1)
+
+
+def describe_images(n_features, shape, given, channel_axis=-1):
     """Context for errors: how the rows were read."""
-    return f"X has n_features={n_features}, read as images of shape {shape} (image_shape={given!r})"
+    axis = "" if channel_axis == -1 else f", channel_axis={channel_axis!r}"
+    return (
+        f"X has n_features={n_features}, read as images of shape {shape} "
+        f"(image_shape={given!r}{axis})"
+    )
 
 
-def training_images(X, shape):
-    """The rows as (n, h, w) float images, channels folded into separate images."""
+def training_images(X, shape, channel_axis=-1):
+    """The rows as (n, h, w) float images, channels folded into separate images.
+
+    Channels-first rows (``channel_axis=0``: e.g. the maps of a previous
+    transformer) fold into n * c images without a copy.
+    """
     if X.dtype.kind != "f":
         X = X.astype(np.float64)
     images = X.reshape((X.shape[0],) + tuple(shape))
     if images.ndim == 4:
+        if channel_axis == 0:
+            return images.reshape(-1, shape[1], shape[2])
         h, w, c = shape
         images = np.moveaxis(images, -1, 1).reshape(-1, h, w)
     return images
@@ -251,48 +346,77 @@ def _maps_per_row(group, activation):
 def transform_rows(X, layout, *, n_jobs, working_memory, verbose=0, label=""):
     """The features of a validated 2-D numpy ``X``, chunk by chunk of rows.
 
-    ``working_memory`` (MiB) bounds the maps of one chunk; the caller runs
-    this with conv2d's own budget set for its temporaries.
+    Without pooling nor "split", conv2d writes each chunk's maps straight
+    into the output; otherwise each group runs fused (``_fused.py``:
+    conv -> activation -> pooling per cache-sized block of images, planned
+    once here for every chunk).  ``working_memory`` (MiB) bounds the maps of
+    one chunk and the blocks' temporaries; the caller runs this with
+    conv2d's own budget set for its temporaries.
     """
     n_samples, n_features = X.shape
     out = np.empty((n_samples, layout.n_features_out), layout.dtype)
     if n_samples == 0:
         return out
     chunk = chunk_rows(layout, X.dtype, n_features, n_samples, working_memory)
+    direct = layout.pool is None and layout.activation != "split"
+    plans = [
+        None
+        if direct
+        else plan_fused(
+            layout.image_shape + ((1,) if group.add_channel_axis else ()),
+            layout.dtype,
+            group.filters,
+            conv=layout.conv,
+            activation=layout.activation,
+            pool=layout.pool,
+            n_jobs=n_jobs,
+            budget=working_memory * 2**20,
+            max_images=chunk,
+        )
+        for group in layout.groups
+    ]
     start_time = time.perf_counter()
-    for start in range(0, n_samples, chunk):
-        sl = slice(start, min(start + chunk, n_samples))
-        rows = X[sl]
-        if rows.dtype != layout.dtype:
-            rows = rows.astype(layout.dtype)
-        images = rows.reshape((rows.shape[0],) + layout.image_shape)
-        for group in layout.groups:
-            _transform_group(images, group, layout, n_jobs, out[sl, group.start : group.stop])
-        if verbose > 0:
-            print(
-                f"[{label}] rows {sl.start}-{sl.stop} of {n_samples} "
-                f"({100 * sl.stop / n_samples:.0f}%), {time.perf_counter() - start_time:.2f} s",
-                file=sys.stderr,
-                flush=True,
-            )
+    with blas_limit(plans):  # once, not per chunk
+        for start in range(0, n_samples, chunk):
+            sl = slice(start, min(start + chunk, n_samples))
+            rows = X[sl]
+            if direct and rows.dtype != layout.dtype:
+                rows = rows.astype(layout.dtype)  # the fused blocks cast their own images
+            images = rows.reshape((rows.shape[0],) + layout.image_shape)
+            for group, fused in zip(layout.groups, plans, strict=True):
+                target = out[sl, group.start : group.stop]
+                _transform_group(images, group, layout, n_jobs, target, fused)
+            if verbose > 0:
+                print(
+                    f"[{label}] rows {sl.start}-{sl.stop} of {n_samples} "
+                    f"({100 * sl.stop / n_samples:.0f}%), "
+                    f"{time.perf_counter() - start_time:.2f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
     return out
 
 
-def _transform_group(images, group, layout, n_jobs, target):
-    """Write one group's features of one chunk into ``target`` (rows, cols)."""
+def _transform_group(images, group, layout, n_jobs, target, fused=None):
+    """Write one group's features of one chunk into ``target`` (rows, cols).
+
+    ``fused`` is the group's ``_fused.FusedPlan``, or None when the maps are
+    the features (no pooling, no "split").
+    """
     if group.add_channel_axis:
         images = images[..., None]
     n = images.shape[0]
-    if layout.pool is None and layout.activation != "split":
-        # The maps are the features: let conv2d write into the output
-        # through a view (splitting the column axis never copies).
-        maps = target.reshape((n, group.n_maps) + group.conv_shape)
-        if np.may_share_memory(maps, target):
-            conv2d(images, group.filters, out=maps, n_jobs=n_jobs, **layout.conv)
-            rectify(maps, layout.activation, copy=False)
-            return
-    maps = conv2d(images, group.filters, n_jobs=n_jobs, **layout.conv)
-    maps = rectify(maps, layout.activation, copy=False)
-    if layout.pool is not None:
-        maps = pool2d(maps, **layout.pool)
-    target[...] = maps.reshape(n, -1)
+    if fused is not None:
+        # Splitting the column axis of a row slice never copies.
+        run_fused(fused, images, target.reshape((n, group.n_maps) + group.out_shape))
+        return
+    # The maps are the features: let conv2d write into the output
+    # through a view (splitting the column axis never copies).
+    maps = target.reshape((n, group.n_maps) + group.conv_shape)
+    view = np.may_share_memory(maps, target)
+    if not view:
+        maps = np.empty_like(maps)
+    conv2d(images, group.filters, out=maps, n_jobs=n_jobs, **layout.conv)
+    rectify(maps, layout.activation, copy=False)
+    if not view:
+        target[...] = maps.reshape(n, -1)

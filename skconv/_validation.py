@@ -34,8 +34,7 @@ def check_pair(value, name, minimum=1, maximum=None):
     if isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(v) for v in value):
         if min(value) < minimum or (maximum is not None and max(value) > maximum):
             raise ValueError(
-                f"{name} must be {_bounds(minimum, maximum)} along both axes; "
-                f"got {tuple(value)!r}."
+                f"{name} must be {_bounds(minimum, maximum)} along both axes; got {tuple(value)!r}."
             )
         return int(value[0]), int(value[1])
     raise TypeError(f"{name} must be an int or a pair of ints (rows, columns); got {value!r}.")
@@ -105,7 +104,9 @@ def as_real_array(value, name):
     try:
         array = np.asarray(value)
     except Exception as exc:  # ragged nested sequences, unconvertible objects
-        raise TypeError(f"{name} must be an array of real numbers; could not read it: {exc}") from exc
+        raise TypeError(
+            f"{name} must be an array of real numbers; could not read it: {exc}"
+        ) from exc
     check_real_dtype(array.dtype, name)
     return array
 

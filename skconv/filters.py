@@ -15,10 +15,13 @@ Fixed banks are plain functions of their parameters; learned banks
 
 import inspect
 import math
+import threading
+from collections import OrderedDict
 from numbers import Real
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from sklearn import get_config
 from sklearn.cluster import KMeans
 from sklearn.utils import check_random_state
 from sklearn.utils.random import sample_without_replacement
@@ -60,18 +63,31 @@ __all__ = [
 # rules (skconv._validation); only the real-number ranges are specific to banks.
 
 
+# A window side above this is no filter for images handled row by row (a
+# 1024x1024 filter already holds 8 MiB); the bound turns a typo such as
+# size=10**9 into a clear error instead of a MemoryError.
+MAX_SIZE = 1024
+# Sobel-type stencils grown by binomial smoothing reach 4**size in magnitude;
+# OpenCV's getSobelKernels stops at the same size (ksize <= 31).
+MAX_STENCIL_SIZE = 31
+# Gaussian scales in pixels: sigma**2 must stay a normal float64 (no underflow
+# to 0, no overflow to inf), so every window can be sampled.  Far inside the
+# limits a sigma is already a delta (1e-3) or a flat window (1e3).
+SIGMA_RANGE = (1e-150, 1e150)
+
+
 def _check_size(size, minimum=1):
     """``size`` as an int or a (p, q) pair -> (p, q)."""
     if isinstance(size, (tuple, list)) and len(size) != 2:
         raise ValueError(f"size must be an int or a (p, q) pair; got {size!r}.")
-    return check_pair(size, "size", minimum)
+    return check_pair(size, "size", minimum, MAX_SIZE)
 
 
 def _check_odd_size(size):
     """Square odd sizes only: the 3x3 stencils are grown symmetrically."""
-    s = check_int(size, "size", 3)
+    s = check_int(size, "size", 3, MAX_STENCIL_SIZE)
     if s % 2 == 0:
-        raise ValueError(f"size must be an odd int >= 3; got {size!r}.")
+        raise ValueError(f"size must be an odd int in [3, {MAX_STENCIL_SIZE}]; got {size!r}.")
     return s
 
 
@@ -91,6 +107,23 @@ def _check_floats(values, name, low=0.0, high=math.inf):
             raise ValueError(f"{name} must not be empty; got {values!r}.")
         return tuple(_check_float(v, name, low, high) for v in values)
     return (_check_float(values, name, low, high),)
+
+
+def _check_sigma(value, name):
+    """A Gaussian scale in pixels, within :data:`SIGMA_RANGE`."""
+    value = _check_float(value, name)
+    low, high = SIGMA_RANGE
+    if not low <= value <= high:
+        raise ValueError(
+            f"{name} must be in [{low:g}, {high:g}] pixels so the window can be "
+            f"sampled; got {value!r}."
+        )
+    return value
+
+
+def _check_sigmas(values, name):
+    """One Gaussian scale or a non-empty sequence of them -> tuple of floats."""
+    return tuple(_check_sigma(v, name) for v in _check_floats(values, name))
 
 
 def _finish(filters):
@@ -230,9 +263,19 @@ def laplacian(size=3):
     return _finish([_grow(_LAPLACIAN, _check_odd_size(size), "binomial")])
 
 
-def _gaussian_window(p, q, sigma):
+def _envelope(p, q, sigma):
+    """``exp(-(r^2 - r_min^2) / (2 sigma^2))`` on the window: the Gaussian
+    divided by its largest sample, which is 1 whatever sigma, so a tiny sigma
+    (or an even window, whose centre falls between pixels) cannot underflow
+    every sample to 0.  Returns it and ``r_min^2``."""
     y, x = _grid(p, q)
-    g = np.exp(-(x**2 + y**2) / (2 * sigma**2))
+    r2 = x**2 + y**2
+    r2_min = float(r2.min())
+    return np.exp(-(r2 - r2_min) / (2 * sigma**2)), r2_min
+
+
+def _gaussian_window(p, q, sigma):
+    g = _envelope(p, q, sigma)[0]
     return g / g.sum()
 
 
@@ -259,7 +302,7 @@ def gaussian(size=5, sigmas=(0.5, 1.0, 2.0)):
     ((1, 3, 3), 1.0)
     """
     p, q = _check_size(size)
-    sigmas = _check_floats(sigmas, "sigmas")
+    sigmas = _check_sigmas(sigmas, "sigmas")
     return _finish([_gaussian_window(p, q, s) for s in sigmas])
 
 
@@ -312,20 +355,40 @@ def gabor(size=7, n_orientations=4, frequencies=(0.15, 0.3), sigma=None, normali
     n_orientations = check_int(n_orientations, "n_orientations", 1)
     frequencies = _check_floats(frequencies, "frequencies", high=0.5)
     if sigma is not None:
-        sigma = _check_float(sigma, "sigma")
+        sigma = _check_sigma(sigma, "sigma")
     check_bool(normalize, "normalize")
     y, x = _grid(p, q)
-    filters = []
+    filters, scales = [], []
     for f in frequencies:
         s = min(0.56 / f, min(p, q) / 3) if sigma is None else sigma
-        envelope = np.exp(-(x**2 + y**2) / (2 * s**2))
+        envelope, r2_min = _envelope(p, q, s)
+        scales += [np.linalg.norm(envelope)] * n_orientations
+        if not normalize:
+            # The unit-norm scaling would cancel this factor; without it the
+            # filter is the formula's (it may underflow to 0 for a tiny sigma).
+            envelope *= math.exp(-r2_min / (2 * s**2))
         for k in range(n_orientations):
             t = np.pi * k / n_orientations
             filters.append(envelope * np.cos(2 * np.pi * f * (x * np.cos(t) + y * np.sin(t))))
     filters = np.array(filters)
     filters -= filters.mean(axis=(1, 2), keepdims=True)
     if normalize:
-        filters /= np.linalg.norm(filters, axis=(1, 2), keepdims=True)
+        norms = np.linalg.norm(filters, axis=(1, 2), keepdims=True)
+        # What is left after removing the mean can be rounding noise, which
+        # unit norm would blow up into a random filter: a flat envelope (huge
+        # sigma) times a flat carrier (tiny frequency), or an envelope that
+        # only covers zeros of the carrier.  The envelope's own norm (its
+        # largest sample is 1) is the scale to compare with.
+        flat = norms[:, 0, 0] <= 1e-10 * np.array(scales)
+        if flat.any():
+            f = frequencies[int(np.argmax(flat)) // n_orientations]
+            raise ValueError(
+                "frequencies and sigma must give a filter that varies on the "
+                f"{p}x{q} window; got frequency {f!r} with sigma "
+                f"{min(0.56 / f, min(p, q) / 3) if sigma is None else sigma!r}, "
+                "a constant filter (raise the frequency or lower sigma)."
+            )
+        filters /= norms
     return _finish(filters)
 
 
@@ -355,7 +418,7 @@ def log(size=7, sigmas=(1.0, 2.0)):
     ((1, 5, 5), True, True)
     """
     p, q = _check_size(size, 3)
-    sigmas = _check_floats(sigmas, "sigmas")
+    sigmas = _check_sigmas(sigmas, "sigmas")
     y, x = _grid(p, q)
     r2 = x**2 + y**2
     filters = np.array(
@@ -392,8 +455,14 @@ def dog(size=7, sigmas=(1.0,), ratio=1.6):
     ((1, 5, 5), True, True)
     """
     p, q = _check_size(size, 3)
-    sigmas = _check_floats(sigmas, "sigmas")
+    sigmas = _check_sigmas(sigmas, "sigmas")
     ratio = _check_float(ratio, "ratio", low=1.0)
+    high = SIGMA_RANGE[1]
+    if ratio * max(sigmas) > high:
+        raise ValueError(
+            f"ratio * sigmas must be <= {high:g} (the outer sigma, in pixels); got "
+            f"ratio={ratio!r} and sigmas {sigmas!r}."
+        )
     return _finish([_gaussian_window(p, q, s) - _gaussian_window(p, q, ratio * s) for s in sigmas])
 
 
@@ -518,13 +587,55 @@ def _flat_centred_patches(images, size, n_patches, n_filters, rng):
     return x
 
 
-def pca(images, n_filters=8, size=5, n_patches=10000, random_state=None):
+def _patch_scatter(images, size):
+    """``sum x x^T`` over the mean-removed patches ``x`` of every position of every image.
+
+    A sum over images, so chunks of images can be accumulated exactly (up to
+    rounding).  The patches are copied a block of images at a time, within
+    half of scikit-learn's ``working_memory``.  Returns the (p*q, p*q)
+    float64 scatter matrix and the number of patches.
+    """
+    images = _check_images(images)
+    p, q = size
+    b, h, w = images.shape
+    if h < p or w < q:
+        raise ValueError(f"size must fit in the {h}x{w} images; got patch size {p}x{q}.")
+    n_positions = (h - p + 1) * (w - q + 1)
+    # float64 patches and their product's operand: 2 copies per patch value.
+    per_image = 2 * 8 * n_positions * p * q
+    block = max(1, int(get_config()["working_memory"] * 2**20 / 2 // per_image))
+    windows = sliding_window_view(images, (p, q), axis=(1, 2))
+    scatter = np.zeros((p * q, p * q))
+    for start in range(0, b, block):
+        x = np.array(windows[start : start + block], dtype=np.float64).reshape(-1, p * q)
+        x -= x.mean(axis=1, keepdims=True)
+        scatter += x.T @ x
+    return scatter, b * n_positions
+
+
+def _pca_from_scatter(scatter, n_filters):
+    """The leading eigenvectors of a patch scatter matrix, signs fixed (see :func:`pca`)."""
+    filters = np.linalg.eigh(scatter)[1][:, ::-1][:, :n_filters].T.copy()
+    mag = np.abs(filters)
+    lead = np.argmax(mag >= (1 - 1e-6) * mag.max(axis=1, keepdims=True), axis=1)
+    filters *= np.sign(filters[np.arange(n_filters), lead])[:, None]
+    return filters
+
+
+def pca(images, n_filters=8, size=5, n_patches=None, random_state=None):
     """PCA filters of image patches: the first stage of PCANet (Chan et al. 2015).
 
-    Draws ``n_patches`` distinct patches uniformly over images and positions,
-    removes each patch's own mean and keeps the leading right singular
-    vectors of the patch matrix, i.e. the eigenvectors of the (uncentred)
-    second moment of the mean-removed patches, as in PCANet.
+    Takes the patches of every position of every image (or, with an int
+    ``n_patches``, that many drawn uniformly), removes each patch's own mean
+    and keeps the leading eigenvectors of the scatter matrix ``sum x x^T`` of
+    the mean-removed patches ``x`` (the leading right singular vectors of
+    the patch matrix), as in PCANet.  With every position the scatter matrix
+    is a sum over images, which
+    :meth:`skconv.BatchConv2DTransformer.partial_fit` accumulates chunk by
+    chunk: streaming gives the same filters up to rounding.  Costs about
+    ``2 * n_images * n_positions * (p * q)**2`` flops, with the patches
+    copied a block of images at a time (within scikit-learn's
+    ``working_memory``).
 
     Parameters
     ----------
@@ -535,10 +646,15 @@ def pca(images, n_filters=8, size=5, n_patches=10000, random_state=None):
         leaves ``p * q - 1`` dimensions).
     size : int or (p, q), default=5
         Patch size.
-    n_patches : int, default=10000
-        Patches to draw; all positions are used when there are fewer.
+    n_patches : int or None, default=None
+        None uses the patch of every position of every image.  An int draws
+        that many distinct patches uniformly over images and positions (all
+        of them when there are fewer), as :func:`kmeans` does: cheaper on
+        large sets, but random, and in ``partial_fit`` drawn per chunk, so a
+        stream no longer equals one fit.
     random_state : int, RandomState instance or None, default=None
-        Seed of the patch sampling, see :term:`random_state`.
+        Seed of the patch sampling (with an int ``n_patches`` only), see
+        :term:`random_state`.
 
     Returns
     -------
@@ -563,14 +679,29 @@ def pca(images, n_filters=8, size=5, n_patches=10000, random_state=None):
         raise ValueError(
             f"n_filters must be at most p * q - 1 = {p * q - 1} for size {size!r}; got {n_filters}."
         )
-    x = _flat_centred_patches(
-        images, (p, q), n_patches, n_filters, check_random_state(random_state)
-    )
-    filters = np.linalg.svd(x, full_matrices=False)[2][:n_filters]
-    mag = np.abs(filters)
-    lead = np.argmax(mag >= (1 - 1e-6) * mag.max(axis=1, keepdims=True), axis=1)
-    filters *= np.sign(filters[np.arange(n_filters), lead])[:, None]
-    return _finish(filters.reshape(n_filters, p, q))
+    if n_patches is None:
+        scatter, count = _patch_scatter(images, (p, q))
+        _check_patch_scatter(scatter, count, n_filters, np.shape(images), n_patches)
+    else:
+        x = _flat_centred_patches(
+            images, (p, q), n_patches, n_filters, check_random_state(random_state)
+        )
+        scatter = x.T @ x
+    return _finish(_pca_from_scatter(scatter, n_filters).reshape(n_filters, p, q))
+
+
+def _check_patch_scatter(scatter, count, n_filters, shape, n_patches):
+    """The errors of :func:`_flat_centred_patches`, for a scatter matrix of ``count`` patches."""
+    if count < n_filters:
+        raise ValueError(
+            f"only {count} patches can be drawn from images of shape {shape} with "
+            f"n_patches={n_patches}, fewer than n_filters={n_filters}."
+        )
+    if not scatter.any():
+        raise ValueError(
+            "images must vary within patches; got only flat (constant) patches: there "
+            "is nothing to learn."
+        )
 
 
 def kmeans(
@@ -655,10 +786,11 @@ def kmeans(
     rng = check_random_state(random_state)
     x = _flat_centred_patches(images, (p, q), n_patches, n_filters, rng)
     if contrast_eps is None:
-        # images were checked by _flat_centred_patches; bools have no np.ptp.
+        # images were checked by _flat_centred_patches.  The range is taken
+        # in Python floats: np.ptp wraps around on integers (int8 from -100 to
+        # 100 gives -56) and is undefined on bools.
         data = np.asarray(images)
-        data = data if data.dtype.kind == "f" else data.astype(np.float64)
-        contrast_eps = 10 * float(np.ptp(data)) ** 2 / 255**2
+        contrast_eps = 10 * (float(data.max()) - float(data.min())) ** 2 / 255**2
     x /= np.sqrt(x.var(axis=1, keepdims=True) + contrast_eps)
     if whiten:
         m = x.mean(axis=0)
@@ -854,10 +986,24 @@ def combine(*banks):
 # --- the transformer's filters and filter_params -----------------------------
 
 
-def _learns(spec):
-    """Whether a ``filters`` parameter includes a learned bank (never raises)."""
+# Banks the transformer's fit learns or draws and keeps in ``filters_``: the
+# learned banks, and "random", drawn once like RBFSampler's random weights.
+FITTED_BANKS = frozenset({*LEARNED_BANKS, "random"})
+
+
+def _names(spec):
     items = [spec] if isinstance(spec, str) else spec if isinstance(spec, (list, tuple)) else []
-    return any(isinstance(item, str) and item in LEARNED_BANKS for item in items)
+    return {item for item in items if isinstance(item, str)}
+
+
+def _learns(spec):
+    """Whether a ``filters`` parameter includes a bank fit learns or draws (never raises)."""
+    return bool(_names(spec) & FITTED_BANKS)
+
+
+def _learns_from_images(spec):
+    """Whether a ``filters`` parameter includes a bank learned from the images (never raises)."""
+    return bool(_names(spec) & set(LEARNED_BANKS))
 
 
 def _check_filters(value, name):
@@ -931,19 +1077,25 @@ def _build_banks(items, random_state, images, context):
     """The float64 banks of ``items``, drawn from one generator in list order.
 
     ``images`` returns the (n, h, w) training images (called only for learned
-    banks); ``context`` describes them in the errors of learned banks.
+    banks); ``context`` describes them in the errors of learned banks.  Named
+    deterministic banks come from a small cache, read-only: the transformer
+    rebuilds them at every transform.
     """
-    rng = check_random_state(random_state)
+    rng = None
     banks = []
     for name, value in items:
         if name is None:
             banks.append(value)
             continue
         try:
-            if name in LEARNED_BANKS:
-                bank = learn_bank(name, images(), random_state=rng, **value)
+            if name not in FITTED_BANKS:
+                bank = _cached_bank(name, value)
             else:
-                bank = make_bank(name, random_state=rng, **value)
+                rng = check_random_state(random_state) if rng is None else rng
+                if name in LEARNED_BANKS:
+                    bank = learn_bank(name, images(), random_state=rng, **value)
+                else:
+                    bank = make_bank(name, random_state=rng, **value)
         except (TypeError, ValueError) as exc:
             where = f"filter bank {name!r} with filter_params {value!r}"
             if name in LEARNED_BANKS:
@@ -951,3 +1103,47 @@ def _build_banks(items, random_state, images, context):
             raise contextual(exc, where) from exc
         banks.append(np.asarray(bank, dtype=np.float64))
     return banks
+
+
+# name + frozen kwargs -> read-only bank; a few banks are all a program uses.
+_BANK_CACHE = OrderedDict()
+_BANK_CACHE_SIZE = 32
+_BANK_CACHE_LOCK = threading.Lock()
+
+
+def _freeze(value):
+    """A hashable key for a keyword argument, None when it has no safe key.
+
+    Types are part of the key: 3 and 3.0 are equal and hash alike, but a
+    bank accepts one and refuses the other.
+    """
+    if isinstance(value, (bool, str, type(None))):
+        return (type(value), value)
+    if isinstance(value, (Real, np.integer)):
+        return (type(value), value) if value == value else None  # NaN != NaN
+    if isinstance(value, (list, tuple)):
+        items = tuple(_freeze(v) for v in value)
+        return None if None in items else (type(value), items)
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf" and value.size <= 256:
+        return (np.ndarray, value.dtype.str, value.shape, value.tobytes())
+    return None
+
+
+def _cached_bank(name, kwargs):
+    """``make_bank(name, **kwargs)`` for a deterministic bank, built once per key."""
+    frozen = [(k, _freeze(v)) for k, v in sorted(kwargs.items())]
+    if any(f is None for _, f in frozen):
+        return make_bank(name, **kwargs)
+    key = (name, tuple(frozen))
+    with _BANK_CACHE_LOCK:
+        bank = _BANK_CACHE.get(key)
+        if bank is not None:
+            _BANK_CACHE.move_to_end(key)
+            return bank
+    bank = make_bank(name, **kwargs)
+    bank.flags.writeable = False
+    with _BANK_CACHE_LOCK:
+        _BANK_CACHE[key] = bank
+        while len(_BANK_CACHE) > _BANK_CACHE_SIZE:
+            _BANK_CACHE.popitem(last=False)
+    return bank

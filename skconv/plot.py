@@ -72,9 +72,10 @@ def _resolved(transformer, X=None):
             f"{transformer.filters!r}): call fit(X) before plotting it."
         )
     if X is None:
-        shape = transformer.image_shape
-        # Fixed banks do not depend on the images: any image they fit on will do.
-        X = np.zeros((1, math.prod(shape) if shape is not None else 64 * 64))
+        # Fixed banks do not depend on the images: any image they fit on will do
+        # (an axis left to inference, None, is given 64 pixels or channels).
+        shape = [64, 64] if transformer.image_shape is None else transformer.image_shape
+        X = np.zeros((1, math.prod(64 if s is None else s for s in shape)))
     return clone(transformer).fit(X)
 
 

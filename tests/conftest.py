@@ -1,4 +1,4 @@
-"""Shared pytest configuration: the ``slow`` marker, hypothesis profiles, an empty calibration cache.
+"""Shared pytest configuration: the ``slow`` marker, hypothesis profiles, an empty cache.
 
 The default hypothesis profile is small and derandomized so CI is fast and
 deterministic; ``HYPOTHESIS_PROFILE=slow`` runs many more examples (use it with

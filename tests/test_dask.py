@@ -161,3 +161,31 @@ def test_local_cluster_exact_and_bounded_memory(client):
     expected = conv.transform(X_local)
     np.testing.assert_array_equal(Z.compute(), expected)
     np.testing.assert_allclose(column_sums, expected.sum(axis=0), rtol=1e-10)
+
+
+def test_container_output_never_computes_dask_input():
+    """Under transform_output="pandas" the result is a lazy dask DataFrame with the
+    transformer's column names; "polars" has no lazy dask form and is refused."""
+    pytest.importorskip("pandas")
+    dd = pytest.importorskip("dask.dataframe")
+    sklearn = pytest.importorskip("sklearn")
+    calls = []
+
+    def loader(block):
+        if block.size:
+            calls.append(block.shape)
+        return block
+
+    X = np.random.default_rng(1).random((10, 784))
+    Xd = da.from_array(X, chunks=(4, 784)).map_blocks(loader, meta=np.empty((0, 0)))
+    conv = make_conv()
+    frame = conv.set_output(transform="pandas").transform(Xd)
+    assert isinstance(frame, dd.DataFrame) and calls == []
+    expected = make_conv().fit(X[:1])
+    assert list(frame.columns) == list(expected.get_feature_names_out())
+    np.testing.assert_array_equal(frame.compute().to_numpy(), expected.transform(X))
+    calls.clear()
+    with sklearn.config_context(transform_output="polars"):
+        with pytest.raises(ValueError, match="transform_output='polars'"):
+            make_conv().transform(Xd)
+    assert calls == []

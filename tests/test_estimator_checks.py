@@ -199,7 +199,8 @@ def test_channels_fit_transform_consistent(channel_estimator):
     a = clone(channel_estimator).fit_transform(X)
     b = clone(channel_estimator).fit(X).transform(X)
     assert_allclose(a, b)
-    assert a.shape == (12, channel_estimator.fit(X)._n_features_out)
+    assert a.shape[0] == 12
+    channel_estimator.fit(X)
     assert len(channel_estimator.get_feature_names_out()) == a.shape[1]
     assert len(set(channel_estimator.get_feature_names_out())) == a.shape[1]
 

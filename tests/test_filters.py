@@ -331,19 +331,21 @@ def test_default_bank_contents():
     "call, exc, words",
     [
         (lambda: F.edges(4), ValueError, ["size", "4", "odd"]),
-        (lambda: F.edges(1), ValueError, ["size", "1", ">= 3"]),
+        (lambda: F.edges(1), ValueError, ["size", "1", "[3, 31]"]),
+        (lambda: F.edges(33), ValueError, ["size", "33", "[3, 31]"]),
         (lambda: F.edges(3.0), TypeError, ["size", "3.0", "int"]),
         (lambda: F.edges(True), TypeError, ["size", "True"]),
         (lambda: F.edges(kind="canny"), ValueError, ["kind", "canny", "sobel"]),
         (lambda: F.edges(diagonals="yes"), TypeError, ["diagonals", "yes", "bool"]),
         (lambda: F.laplacian((3, 3)), TypeError, ["size", "(3, 3)"]),
-        (lambda: F.gaussian(0), ValueError, ["size", "0", ">= 1"]),
+        (lambda: F.gaussian(0), ValueError, ["size", "0", "[1, 1024]"]),
+        (lambda: F.gaussian(10**9), ValueError, ["size", "1000000000", "[1, 1024]"]),
         (lambda: F.gaussian((3, 3, 3)), ValueError, ["size", "(3, 3, 3)", "pair"]),
         (lambda: F.gaussian(3, ()), ValueError, ["sigmas", "empty"]),
         (lambda: F.gaussian(3, -1.0), ValueError, ["sigmas", "-1.0", "> 0"]),
         (lambda: F.gaussian(3, [1.0, np.nan]), ValueError, ["sigmas", "nan", "finite"]),
         (lambda: F.gaussian(3, "1"), TypeError, ["sigmas", "'1'"]),
-        (lambda: F.gabor(2), ValueError, ["size", "2", ">= 3"]),
+        (lambda: F.gabor(2), ValueError, ["size", "2", "[3, 1024]"]),
         (lambda: F.gabor(n_orientations=0), ValueError, ["n_orientations", "0"]),
         (lambda: F.gabor(frequencies=0.6), ValueError, ["frequencies", "0.6", "0.5"]),
         (lambda: F.gabor(sigma=0), ValueError, ["sigma", "0"]),
@@ -718,3 +720,72 @@ def test_kmeans_argument_errors(images, kwargs, exc, words):
         F.kmeans(images, 2, **kwargs)
     for word in words:
         assert word in str(info.value)
+
+
+# --- numerical range of the Gaussian-based banks ----------------------------------
+
+
+@pytest.mark.parametrize("size", [3, 4, (3, 6)])
+@pytest.mark.parametrize("sigma", [1e-150, 1e-40, 1e-3, 0.7, 1e3, 1e40, 1e150])
+def test_gaussian_banks_finite_over_the_whole_sigma_range(size, sigma):
+    banks = [
+        F.gaussian(size, sigma),
+        F.gabor(size if size != 4 else 5, sigma=sigma, frequencies=0.25),
+        F.log(size if size != 4 else 5, sigma),
+        F.dog(size if size != 4 else 5, min(sigma, 1e150 / 1.5), ratio=1.5),
+    ]
+    for bank in banks:
+        assert np.isfinite(bank).all()
+
+
+@pytest.mark.parametrize("size", [3, 4, (2, 5)])
+def test_gaussian_limits_are_a_delta_and_a_box(size):
+    """Tiny sigma: all weight on the pixel(s) nearest the centre; huge sigma: uniform."""
+    p, q = (size, size) if isinstance(size, int) else size
+    r2 = np.add.outer((np.arange(p) - (p - 1) / 2) ** 2, (np.arange(q) - (q - 1) / 2) ** 2)
+    nearest = (r2 == r2.min()).astype(float)
+    np.testing.assert_allclose(F.gaussian(size, 1e-100)[0], nearest / nearest.sum(), atol=1e-15)
+    np.testing.assert_allclose(F.gaussian(size, 1e100)[0], np.full((p, q), 1 / (p * q)))
+    # in between, the sampled and normalised exp(-r^2 / (2 sigma^2))
+    g = np.exp(-r2 / (2 * 0.8**2))
+    np.testing.assert_allclose(F.gaussian(size, 0.8)[0], g / g.sum(), rtol=1e-13)
+
+
+def test_gabor_without_normalize_keeps_the_formula():
+    y, x = np.meshgrid(np.arange(4) - 1.5, np.arange(4) - 1.5, indexing="ij")
+    expected = np.exp(-(x**2 + y**2) / (2 * 1.2**2)) * np.cos(2 * np.pi * 0.2 * x)
+    bank = F.gabor(4, n_orientations=1, frequencies=0.2, sigma=1.2, normalize=False)
+    np.testing.assert_allclose(bank[0], expected - expected.mean(), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize(
+    "call, words",
+    [
+        (lambda: F.gaussian(3, 1e-151), ["sigmas", "1e-151", "[1e-150, 1e+150]"]),
+        (lambda: F.log(5, 2e150), ["sigmas", "2e+150"]),
+        (lambda: F.gabor(sigma=1e-300), ["sigma", "1e-300"]),
+        (lambda: F.dog(sigmas=1e100, ratio=1e60), ["ratio * sigmas", "1e+60"]),
+        # a flat envelope times a flat carrier is constant on the window
+        (lambda: F.gabor(5, frequencies=1e-300, sigma=1e150), ["frequencies", "sigma", "1e-300"]),
+        # an even window's four central pixels all sit on zeros of the carrier
+        (lambda: F.gabor(4, n_orientations=1, frequencies=0.5, sigma=1e-3), ["frequencies"]),
+    ],
+)
+def test_gaussian_banks_refuse_unsampleable_parameters(call, words):
+    with pytest.raises(ValueError) as info:
+        call()
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_kmeans_contrast_eps_uses_the_true_range_of_integer_images():
+    """np.ptp wraps around on int8 (a range of 200 reads as -56)."""
+    images = np.random.default_rng(3).integers(-100, 101, (10, 8, 8)).astype(np.int8)
+    images[0, 0, :2] = (-100, 100)
+    kwargs = dict(n_filters=2, size=3, n_patches=100, random_state=0)
+    np.testing.assert_allclose(
+        F.kmeans(images, **kwargs),
+        F.kmeans(images.astype(np.float64), contrast_eps=10 * 200.0**2 / 255**2, **kwargs),
+        rtol=1e-9,
+        atol=1e-12,
+    )

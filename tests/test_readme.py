@@ -26,7 +26,10 @@ def test_python_examples_run(index):
         pytest.importorskip("dask.array")
         import numpy as np
 
-        namespace = {"big": np.random.default_rng(0).random((2_000, 64)), "conv": __import__("skconv").BatchConv2DTransformer()}
+        namespace = {
+            "big": np.random.default_rng(0).random((2_000, 64)),
+            "conv": __import__("skconv").BatchConv2DTransformer(),
+        }
     else:
         namespace = {}
     exec(compile(code, f"README.md python block {index}", "exec"), namespace)

@@ -366,16 +366,29 @@ def test_stateless_transform_without_fit(digits):
         est.get_feature_names_out()
 
 
-def test_random_bank_reproducible_with_int_seed(digits):
+def test_random_bank_is_drawn_by_fit(digits):
     X, _ = digits
     est = BatchConv2DTransformer(filters="random", random_state=3)
-    assert_array_equal(est.transform(X[:5]), est.transform(X[:5]))
+    # drawn by fit, like RBFSampler's random weights: transform needs fit
+    assert est.__sklearn_tags__().requires_fit is True
+    with pytest.raises(NotFittedError):
+        est.transform(X[:5])
     fitted = clone(est).fit(X)
     assert_array_equal(fitted.filters_[0], banks.make_bank("random", random_state=3))
-    assert_array_equal(fitted.transform(X[:5]), est.transform(X[:5]))
+    # an int seed reproduces the draw; the features are those of the drawn bank
+    again = clone(est).fit(X[:2])
+    assert_array_equal(again.transform(X[:5]), fitted.transform(X[:5]))
+    fixed = BatchConv2DTransformer(filters=fitted.filters_[0])
+    assert_array_equal(fitted.transform(X[:5]), fixed.transform(X[:5]))
     # with random_state=None, fit draws once and transform reuses the draw
     unseeded = BatchConv2DTransformer(filters="random").fit(X)
     assert_array_equal(unseeded.transform(X[:5]), unseeded.transform(X[:5]))
+    # a new random_state is drawn by the next fit only (scikit-learn's rule)
+    before = fitted.transform(X[:5])
+    fitted.set_params(random_state=4)
+    assert_array_equal(fitted.transform(X[:5]), before)
+    fitted.fit(X)
+    assert_array_equal(fitted.filters_[0], banks.make_bank("random", random_state=4))
 
 
 def test_one_generator_for_several_random_banks(digits):
@@ -466,6 +479,10 @@ def test_filter_params_errors(filters, filter_params, error, match):
     est = BatchConv2DTransformer(filters=filters, filter_params=filter_params)
     with pytest.raises(error, match=match):
         est.fit(_rand((2, 64)))
+    if isinstance(filters, str) and filters == "random":  # drawn by fit: transform asks for fit
+        with pytest.raises(NotFittedError):
+            est.transform(_rand((2, 64)))
+        return
     with pytest.raises(error, match=match):
         est.transform(_rand((2, 64)))
 
@@ -849,3 +866,68 @@ def test_public_api():
     assert skconv.BatchConv2DTransformer is BatchConv2DTransformer
     est = BatchConv2DTransformer()
     assert est.filters == "default" and est.padding == "same" and est.n_jobs is None
+
+
+# --- the fitted state: learned filters kept, everything else read live ---------------
+
+
+def test_learned_bank_refuses_an_image_shape_it_was_not_learned_on(digits):
+    X, _ = digits
+    est = BatchConv2DTransformer(
+        filters="pca", filter_params={"n_filters": 2, "size": 3}, random_state=0
+    ).fit(X)
+    est.set_params(image_shape=(8, 8))  # the same reading of the rows: accepted
+    assert est.transform(X[:2]).shape == (2, 2 * 64)
+    est.set_params(image_shape=(4, 16))
+    for call in (est.transform, lambda X: est.get_feature_names_out()):
+        with pytest.raises(ValueError, match=r"image_shape=\(4, 16\).*\(8, 8\).*fit again"):
+            call(X[:2])
+
+
+def test_fixed_fit_then_learned_filters_asks_for_fit(digits):
+    X, _ = digits
+    est = BatchConv2DTransformer(filters="edges").fit(X)
+    est.set_params(filters="pca")
+    with pytest.raises(NotFittedError, match="filters='pca'.*fitted with fixed filters"):
+        est.transform(X[:2])
+    assert est.fit(X).transform(X[:2]).shape == (2, 8 * 64)
+
+
+def test_fixed_banks_follow_their_parameters_in_place(digits):
+    """A bank rebuilt at each transform sees a filter_params list changed in place."""
+    X, _ = digits
+    sigmas = [1.0]
+    est = BatchConv2DTransformer(filters="gaussian", filter_params={"size": 3, "sigmas": sigmas})
+    first = est.transform(X[:3])
+    sigmas[0] = 2.0
+    second = est.transform(X[:3])
+    expected = BatchConv2DTransformer(filters=banks.gaussian(3, 2.0)).transform(X[:3])
+    assert_array_equal(second, expected)
+    assert not np.array_equal(first, second)
+    # fit hands out its own writable copies, not the cached read-only banks
+    fitted = est.fit(X)
+    assert all(f.flags.writeable for f in fitted.filters_)
+
+
+@pytest.mark.parametrize("output", ["pandas", "polars"])
+def test_set_output_names_and_index_with_and_without_fit(digits, output):
+    lib = pytest.importorskip(output)
+    X = digits[0][:5]
+    est = BatchConv2DTransformer(filters="edges", pooling="max", activation="split")
+    names = list(clone(est).fit(X).get_feature_names_out())
+    expected = est.transform(X)
+    unfitted = clone(est).set_output(transform=output).transform(X)
+    fitted = clone(est).set_output(transform=output).fit_transform(X)
+    for frame in (unfitted, fitted):
+        assert isinstance(frame, lib.DataFrame)
+        assert list(frame.columns) == names
+        assert_array_equal(frame.to_numpy(), expected)
+    if output == "pandas":
+        Xf = lib.DataFrame(X, index=[10, 11, 12, 13, 14])
+        assert list(est.set_output(transform="pandas").transform(Xf).index) == [10, 11, 12, 13, 14]
+
+
+@pytest.mark.parametrize("X", [[[1 + 1j] * 64], np.full((2, 64), 1j)], ids=["list", "array"])
+def test_complex_X_names_X(X):
+    with pytest.raises(ValueError, match="X must hold real numbers.*Complex data not supported"):
+        BatchConv2DTransformer().transform(X)
