@@ -29,7 +29,7 @@ from ._padding import (
 from ._plan import decide, plan_conv2d
 from ._strategies import METHODS
 from ._threads import map_threads, n_threads_for, single_threaded_blas
-from ._validation import as_real_array, check_finite
+from ._validation import as_real_array, check_finite, check_out
 
 __all__ = ["PAD_MODES", "PADDING_NAMES", "conv2d", "explain_conv2d", "plan_conv2d"]
 
@@ -189,7 +189,11 @@ def conv2d(
         method=method,
         n_jobs=n_jobs,
     )
-    result = _prepare_out(out, plan, images, (filters, weights))
+    # Strategies read the filters while they write out (taps writes map 0
+    # before reading filter 1): overlapping filters would give wrong maps.
+    result = check_out(
+        out, plan.out_shape, plan.dtype, images=images, filters=filters, cast_filters=weights
+    )
     if images.shape[0] == 0:
         return result
     _check_finite_images(images)
@@ -320,27 +324,6 @@ def _prepare_filters(filters, plan, flip):
     if flip:
         filters = filters[:, ::-1, ::-1]
     return np.ascontiguousarray(filters, dtype=plan.dtype)
-
-
-def _prepare_out(out, plan, images, filters=()):
-    if out is None:
-        return np.empty(plan.out_shape, plan.dtype)
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a numpy array; got {type(out).__name__}.")
-    if out.shape != plan.out_shape or out.dtype != plan.dtype:
-        raise ValueError(
-            f"out must have shape {plan.out_shape} and dtype {plan.dtype}; got "
-            f"shape {out.shape} and dtype {out.dtype}."
-        )
-    if not out.flags.writeable:
-        raise ValueError("out must be writeable; got a read-only array.")
-    if np.may_share_memory(out, images):
-        raise ValueError("out must not overlap images; got an array sharing their memory.")
-    # Strategies read the filters while they write out (taps writes map 0
-    # before reading filter 1): overlapping filters would give wrong maps.
-    if any(isinstance(f, np.ndarray) and np.may_share_memory(out, f) for f in filters):
-        raise ValueError("out must not overlap filters; got an array sharing their memory.")
-    return out
 
 
 def _check_finite_images(images):

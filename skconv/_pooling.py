@@ -5,7 +5,7 @@ import math
 import numpy as np
 
 from ._activation import ACTIVATIONS, rectify
-from ._validation import as_real_array, check_option, check_pair, float_dtype
+from ._validation import as_real_array, check_option, check_out, check_pair, float_dtype
 
 POOL_OPS = ("max", "mean", "sum")
 _REDUCE = {"max": np.max, "mean": np.mean, "sum": np.sum}
@@ -157,29 +157,12 @@ def pool2d(maps, size=2, *, stride=None, op="max", grid=None, activation=None, o
         maps.shape[1:-2] if activation != "split" else (2 * maps.shape[1] if maps.ndim == 4 else 2,)
     )
     shape = maps.shape[:1] + tuple(n_maps) + (out_h, out_w)
-    out = _check_out(out, shape, dtype, maps)
+    out = check_out(out, shape, dtype, maps=maps)
     given = maps
     if maps.dtype.kind != "f":
         maps = maps.astype(dtype)
     maps = rectify(maps, activation, copy=maps is given)
     pool_into(maps, out, size, stride=stride, op=op, grid=grid)
-    return out
-
-
-def _check_out(out, shape, dtype, maps):
-    if out is None:
-        return np.empty(shape, dtype)
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a numpy array; got {type(out).__name__}.")
-    if out.shape != shape or out.dtype != dtype:
-        raise ValueError(
-            f"out must have shape {shape} and dtype {dtype}; got shape {out.shape} and "
-            f"dtype {out.dtype}."
-        )
-    if not out.flags.writeable:
-        raise ValueError("out must be writeable; got a read-only array.")
-    if np.may_share_memory(out, maps):
-        raise ValueError("out must not overlap maps; got an array sharing their memory.")
     return out
 
 

@@ -144,3 +144,27 @@ def check_bool(value, name):
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a bool; got {value!r}.")
     return bool(value)
+
+
+def check_out(out, shape, dtype, **inputs):
+    """``out`` checked as a result array, or a fresh ``np.empty(shape, dtype)`` when None.
+
+    ``out`` must be a writeable ndarray of exactly ``shape`` and ``dtype`` sharing no
+    memory with any of ``inputs`` (name -> array): the computations read their inputs
+    while they write ``out``, so an overlap would give wrong results.
+    """
+    if out is None:
+        return np.empty(shape, dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy array; got {type(out).__name__}.")
+    if out.shape != tuple(shape) or out.dtype != dtype:
+        raise ValueError(
+            f"out must have shape {tuple(shape)} and dtype {np.dtype(dtype)}; got "
+            f"shape {out.shape} and dtype {out.dtype}."
+        )
+    if not out.flags.writeable:
+        raise ValueError("out must be writeable; got a read-only array.")
+    for name, array in inputs.items():
+        if isinstance(array, np.ndarray) and np.may_share_memory(out, array):
+            raise ValueError(f"out must not overlap {name}; got an array sharing their memory.")
+    return out

@@ -27,3 +27,15 @@ def naive_conv2d(
                             acc += x[n, i * sh + u * dh, j * sw + v * dw] @ filters[k, u, v]
                     y[n, k, i, j] = acc
     return y
+
+
+def random_problem(rng, channels=None):
+    """A small random conv2d problem: (n, h, w, c, k, p, q, stride, dilation)."""
+    n = int(rng.integers(1, 4))
+    height, width = (int(v) for v in rng.integers(1, 13, 2))
+    c = int(channels if channels is not None else rng.choice([1, 1, 2, 3]))
+    k = int(rng.integers(1, 5))
+    sh, sw, dh, dw = (int(v) for v in rng.integers(1, 4, 4))
+    p = int(rng.integers(1, (height - 1) // dh + 2))
+    q = int(rng.integers(1, (width - 1) // dw + 2))
+    return n, height, width, c, k, p, q, (sh, sw), (dh, dw)

@@ -6,7 +6,7 @@ from importlib import resources
 
 import numpy as np
 import pytest
-from _oracles import naive_conv2d
+from _oracles import naive_conv2d, random_problem
 from sklearn import config_context
 
 from skconv import conv2d, explain_conv2d
@@ -30,17 +30,6 @@ def tolerance(dtype, x, w):
     """Absolute tolerance: rounding of sums of |x||w| terms in ``dtype``."""
     scale = np.abs(x).max(initial=0) * np.abs(w).reshape(len(w), -1).sum(axis=1).max(initial=0)
     return 32 * np.finfo(dtype).eps * (scale + 1)
-
-
-def random_problem(rng, channels=None):
-    n = int(rng.integers(1, 4))
-    height, width = (int(v) for v in rng.integers(1, 13, 2))
-    c = int(channels if channels is not None else rng.choice([1, 1, 2, 3]))
-    k = int(rng.integers(1, 5))
-    sh, sw, dh, dw = (int(v) for v in rng.integers(1, 4, 4))
-    p = int(rng.integers(1, (height - 1) // dh + 2))
-    q = int(rng.integers(1, (width - 1) // dw + 2))
-    return n, height, width, c, k, p, q, (sh, sw), (dh, dw)
 
 
 # --- the package data --------------------------------------------------------------

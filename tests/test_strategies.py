@@ -9,7 +9,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from _oracles import naive_conv2d
+from _oracles import naive_conv2d, random_problem
 from sklearn import config_context
 
 from skconv import _cache, conv2d
@@ -32,17 +32,6 @@ def tolerance(dtype, x, w):
 
 def spec_for(x, w, stride=(1, 1), dilation=(1, 1)):
     return plan_conv2d(x.shape, x.dtype, w.shape, stride=stride, dilation=dilation).spec
-
-
-def random_problem(rng, channels=None):
-    n = int(rng.integers(1, 4))
-    height, width = (int(v) for v in rng.integers(1, 13, 2))
-    c = int(channels if channels is not None else rng.choice([1, 1, 2, 3]))
-    k = int(rng.integers(1, 5))
-    sh, sw, dh, dw = (int(v) for v in rng.integers(1, 4, 4))
-    p = int(rng.integers(1, (height - 1) // dh + 2))
-    q = int(rng.integers(1, (width - 1) // dw + 2))
-    return n, height, width, c, k, p, q, (sh, sw), (dh, dw)
 
 
 def run_method(name, x, w, stride=(1, 1), dilation=(1, 1)):
