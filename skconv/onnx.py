@@ -56,10 +56,11 @@ Examples
 True
 """
 
-import math
-from numbers import Integral
-
 import numpy as np
+
+from ._plan import plan_conv2d
+from ._pooling import _grid_bounds
+from ._validation import check_pair
 
 __all__ = ["register", "to_onnx"]
 
@@ -108,7 +109,9 @@ def to_onnx(model, X, **kwargs):
         A fitted :class:`~skconv.BatchConv2DTransformer` or a fitted
         :class:`~sklearn.pipeline.Pipeline` (or any model skl2onnx converts)
         containing some.  A transformer with fixed filters must be fitted too
-        (``fit`` records the image geometry the graph is built for).
+        (``fit`` records the number of features the graph is built for;
+        fixed filters are read with the current parameters, as ``transform``
+        reads them).
     X : ndarray of shape (n_samples, n_features)
         A few rows of input, float32: skl2onnx reads the input's name, dtype
         and width from it.
@@ -138,188 +141,98 @@ def to_onnx(model, X, **kwargs):
     return _skl2onnx_to_onnx(model, X, **kwargs)
 
 
-# --- the geometry, from the transformer's public parameters -----------------
+# --- the plan: the layout transform itself uses ------------------------------
+
+# What the graph-building code below can express; options the transformer may
+# gain later are refused by name rather than exported as something else.
+_ACTIVATIONS = (None, "relu", "abs", "square", "split")
+_PAD_MODES = ("constant",) + _GATHER_MODES
+_POOL_OPS = ("max", "mean", "sum")
 
 
-def _error(name, expected, value):
-    return ValueError(f"{name} must be {expected} for ONNX export; got {value!r}.")
-
-
-def _is_int(value):
-    return isinstance(value, Integral) and not isinstance(value, bool)
-
-
-def _pair(value, name):
-    if _is_int(value):
-        return int(value), int(value)
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(map(_is_int, value)):
-        return int(value[0]), int(value[1])
-    raise _error(name, "an int or a pair of ints", value)
-
-
-def _pad_widths(padding, span, flip):
-    """((top, bottom), (left, right)) as :func:`skconv.conv2d` documents it."""
-    if isinstance(padding, str):
-        if padding == "valid":
-            return (0, 0), (0, 0)
-        if padding == "full":
-            return tuple((s - 1, s - 1) for s in span)
-        if padding == "same":
-            # The odd pixel of an even span goes bottom/right, top/left when flipped.
-            sides = []
-            for s in span:
-                small = (s - 1) // 2
-                sides.append((s - 1 - small, small) if flip else (small, s - 1 - small))
-            return tuple(sides)
-    elif _is_int(padding):
-        return (int(padding),) * 2, (int(padding),) * 2
-    elif isinstance(padding, (tuple, list)) and len(padding) == 2:
-        if all(isinstance(side, (tuple, list)) for side in padding):
-            return tuple(_pair(tuple(side), "padding") for side in padding)
-        rows, cols = _pair(tuple(padding), "padding")
-        return (rows, rows), (cols, cols)
-    raise _error(
-        "padding",
-        "'valid', 'same', 'full', an int, (rows, cols) or ((top, bottom), (left, right))",
-        padding,
-    )
-
-
-def _grid_bounds(size, cells):
-    """torch's adaptive regions [floor(i*size/cells), ceil((i+1)*size/cells))."""
-    return [((i * size) // cells, -(-((i + 1) * size) // cells)) for i in range(cells)]
-
-
-def _channels(model):
-    """(height, width, n_channels or 0, channel_axis) of the fitted model's rows."""
-    axis = getattr(model, "channel_axis", -1)
-    if axis is not None and (not _is_int(axis) or axis not in (-1, 0)):
-        raise _error("channel_axis", "-1 (channels last), 0 (channels first) or None", axis)
-    shape = tuple(int(s) for s in model.image_shape_)
-    if len(shape) == 2:
-        return shape[0], shape[1], 0, None
-    if len(shape) != 3 or axis is None:
-        raise _error("image_shape_", "(height, width), or 3-D with channel_axis -1 or 0", shape)
-    if axis == -1:
-        return shape[0], shape[1], shape[2], -1
-    return shape[1], shape[2], shape[0], 0
+def _check_supported(name, value, supported):
+    if not any(value is s or (isinstance(value, str) and value == s) for s in supported):
+        raise ValueError(f"{name} must be one of {supported} for ONNX export; got {value!r}.")
 
 
 def _check_fitted(model):
-    if not hasattr(model, "filters_") or not hasattr(model, "image_shape_"):
+    if not hasattr(model, "n_features_in_"):
         raise ValueError(
             f"{type(model).__name__} must be fitted before ONNX export (fit records the "
-            "image geometry and the filters the graph is built for); got an unfitted "
-            "transformer. Call fit(X) first (it only reads X's shape for fixed filters)."
+            "number of features, and learns the filters, the graph is built for); got an "
+            "unfitted transformer. Call fit(X) first (it only reads X's shape for fixed "
+            "filters)."
         )
 
 
-def _plan(model):
-    """Per size group: conv weights and attributes, pad, pooling, shapes."""
+def _layout(model):
+    """The transformer's own layout of its rows, with its current parameters.
+
+    The same validation and the same ``Layout`` as ``transform``: learned
+    filters from fit, fixed filters built from the current parameters.
+    """
     _check_fitted(model)
-    height, width, n_channels, axis = _channels(model)
-    activation = model.activation
-    if activation not in (None, "relu", "abs", "square", "split"):
-        raise _error("activation", "None, 'relu', 'abs', 'square' or 'split'", activation)
-    pad_mode = model.pad_mode
-    if pad_mode not in ("constant",) + _GATHER_MODES:
-        raise _error("pad_mode", "'constant', 'reflect', 'symmetric', 'edge' or 'wrap'", pad_mode)
-    if model.pooling not in (None, "max", "mean", "sum"):
-        raise _error("pooling", "None, 'max', 'mean' or 'sum'", model.pooling)
-    if not isinstance(model.flip, (bool, np.bool_)):
-        raise _error("flip", "a bool", model.flip)
-    stride = _pair(model.stride, "stride")
-    dilation = _pair(model.dilation, "dilation")
+    model._validate_params()
+    layout = model._current_layout(model.n_features_in_, np.float32)
+    _check_supported("activation", layout.activation, _ACTIVATIONS)
+    _check_supported("pad_mode", layout.conv["pad_mode"], _PAD_MODES)
+    if layout.pool is not None:
+        _check_supported("pooling", layout.pool["op"], _POOL_OPS)
+    return layout
+
+
+def _plan(model):
+    """The layout, and per size group the ONNX Conv weights and attributes."""
+    layout = _layout(model)
     groups = []
-    for bank in model.filters_:
-        bank = np.asarray(bank, dtype=np.float64)
-        if bank.ndim == 4:
-            if bank.shape[3] != max(n_channels, 1):
-                raise _error(
-                    "filters_",
-                    f"(K, p, q, {max(n_channels, 1)}) filters for these images",
-                    bank.shape,
-                )
-            # (K, p, q, c) -> (K, c, p, q): summed over the input channels.
-            weights = np.transpose(bank, (0, 3, 1, 2))
-            group = 1
-        elif bank.ndim == 3:
-            weights = bank[:, None]
-            group = max(n_channels, 1)
-        else:
-            raise _error("filters_", "a list of (K, p, q) or (K, p, q, c) arrays", bank.shape)
-        if model.flip:
+    for g in layout.groups:
+        images_shape = (1,) + layout.image_shape + ((1,) if g.add_channel_axis else ())
+        conv = plan_conv2d(images_shape, layout.dtype, g.filters.shape, **layout.conv)
+        bank = g.filters
+        # (K, p, q, c) -> (K, c, p, q): summed over the input channels.
+        weights = np.transpose(bank, (0, 3, 1, 2)) if bank.ndim == 4 else bank[:, None]
+        if layout.conv["flip"]:
             weights = weights[..., ::-1, ::-1]
-        if activation == "split":
+        if layout.activation == "split":
             # Maps 2m and 2m + 1 are relu(x_m) and relu(-x_m): relu of the
             # correlations with w_m and -w_m, interleaved.
             weights = np.stack([weights, -weights], axis=1).reshape((-1,) + weights.shape[1:])
         # Depthwise: output channel ch*K' + k is filter k on channel ch
         # (ONNX groups own consecutive output channels).
+        group = max(g.n_channels, 1)
         weights = np.tile(weights, (group, 1, 1, 1))
-        p, q = bank.shape[1:3]
-        span = (dilation[0] * (p - 1) + 1, dilation[1] * (q - 1) + 1)
-        pads = _pad_widths(model.padding, span, bool(model.flip))
-        if min(min(pads[0]), min(pads[1])) < 0:
-            raise _error("padding", "non-negative", model.padding)
-        padded = (height + sum(pads[0]), width + sum(pads[1]))
-        if span[0] > padded[0] or span[1] > padded[1]:
-            raise _error(
-                "padding",
-                f"enough for filters spanning {span} on {height}x{width} images",
-                model.padding,
-            )
-        conv_shape = tuple((padded[i] - span[i]) // stride[i] + 1 for i in range(2))
-        pool = _pool_plan(model, conv_shape)
         groups.append(
             dict(
                 weights=np.ascontiguousarray(weights),
                 group=group,
-                kernel=(p, q),
-                pads=pads,
-                conv_shape=conv_shape,
-                pool=pool,
-                out_shape=pool[-1] if pool else conv_shape,
+                kernel=bank.shape[1:3],
+                pads=conv.pad,
+                stride=conv.spec.stride,
+                dilation=conv.spec.dilation,
+                conv_shape=g.conv_shape,
+                pool=_pool_plan(layout.pool, g),
             )
         )
-    geometry = dict(
-        height=height,
-        width=width,
-        n_channels=n_channels,
-        axis=axis,
-        stride=stride,
-        dilation=dilation,
-    )
-    return geometry, groups
+    return layout, groups
 
 
-def _pool_plan(model, shape):
-    """('window', size, stride, out) / ('global', out) / ('grid', rows, cols, out)."""
-    if model.pooling is None:
+def _pool_plan(pool, group):
+    """('window', size, stride, out) / ('global', out) / ('grid', rows, cols, out).
+
+    The layout has checked the pooling parameters and computed the pooled
+    shape; this only spells them as pairs and regions.
+    """
+    if pool is None:
         return None
-    h, w = shape
-    if model.pool_grid is not None:
-        if model.pool_stride is not None:
-            raise _error("pool_stride", "None with pool_grid", model.pool_stride)
-        gh, gw = _pair(model.pool_grid, "pool_grid")
-        if gh > h or gw > w or min(gh, gw) < 1:
-            raise _error("pool_grid", f"at most the {h}x{w} maps' size", model.pool_grid)
-        return ("grid", _grid_bounds(h, gh), _grid_bounds(w, gw), (gh, gw))
-    if isinstance(model.pool_size, str):
-        if model.pool_size != "global":
-            raise _error("pool_size", "an int, a pair or 'global'", model.pool_size)
-        return ("global", (1, 1))
-    size = _pair(model.pool_size, "pool_size")
-    stride = size if model.pool_stride is None else _pair(model.pool_stride, "pool_stride")
-    if size[0] > h or size[1] > w:
-        raise _error("pool_size", f"at most the {h}x{w} maps' size", model.pool_size)
-    out = ((h - size[0]) // stride[0] + 1, (w - size[1]) // stride[1] + 1)
+    out = group.out_shape
+    if pool["grid"] is not None:
+        h, w = group.conv_shape
+        return ("grid", _grid_bounds(h, out[0]), _grid_bounds(w, out[1]), out)
+    if isinstance(pool["size"], str):  # "global"
+        return ("global", out)
+    size = check_pair(pool["size"], "pool_size")
+    stride = size if pool["stride"] is None else check_pair(pool["stride"], "pool_stride")
     return ("window", size, stride, out)
-
-
-def _n_features_out(model):
-    _, groups = _plan(model)
-    return sum(g["weights"].shape[0] * math.prod(g["out_shape"]) for g in groups)
 
 
 # --- skl2onnx: shape calculator and converter -------------------------------
@@ -336,16 +249,7 @@ def _shape_calculator(operator):
         raise ValueError(
             f"X must have {model.n_features_in_} features (n_features_in_); got {shape[1]}."
         )
-    n_out = _n_features_out(model)
-    names = getattr(model, "get_feature_names_out", None)
-    if names is not None and len(names()) != n_out:
-        # The graph's layout is rebuilt from the public parameters; refuse
-        # rather than export columns in a different order.
-        raise RuntimeError(
-            f"the ONNX graph would have {n_out} columns but transform gives "
-            f"{len(names())}; this transformer's options are not supported by the "
-            "ONNX converter."
-        )
+    n_out = _layout(model).n_features_out
     operator.outputs[0].type = type(input_type)([shape[0], n_out])
 
 
@@ -388,7 +292,7 @@ def _converter(scope, operator, container):
     from onnx import TensorProto
 
     model = operator.raw_operator
-    geometry, groups = _plan(model)
+    layout, groups = _plan(model)
     input_type = operator.inputs[0].type
     proto = input_type.to_onnx_type().tensor_type.elem_type
     if proto != TensorProto.FLOAT:
@@ -400,9 +304,12 @@ def _converter(scope, operator, container):
         )
     g = _Graph(scope, container, np.float32, proto)
     x = operator.inputs[0].full_name
-    h, w, c, axis = (geometry[k] for k in ("height", "width", "n_channels", "axis"))
+    # layout.image_shape is channels-last; the rows are channels-first for channel_axis=0.
+    h, w = layout.image_shape[:2]
+    c = layout.image_shape[2] if len(layout.image_shape) == 3 else 0
+    pad_mode, pool = layout.conv["pad_mode"], layout.pool
     # Reshape's 0 copies the batch size, so empty batches work too.
-    if c and axis == -1:
+    if c and model.channel_axis != 0:
         images = g.node("Reshape", [x, g.ints("shape", [0, h, w, c])], "nhwc")
         images = g.node("Transpose", [images], "nchw", perm=[0, 3, 1, 2])
     else:
@@ -413,13 +320,13 @@ def _converter(scope, operator, container):
     for group in groups:
         (top, bottom), (left, right) = group["pads"]
         conv_input, conv_pads = images, [top, left, bottom, right]
-        if model.pad_mode != "constant" and any(conv_pads):
+        if pad_mode != "constant" and any(conv_pads):
             key = (top, bottom, left, right)
             if key not in padded_cache:
                 # np.pad's non-constant modes read input pixels only: the
                 # indices it reads, gathered, pad exactly as transform does.
-                rows = np.pad(np.arange(h), (top, bottom), mode=model.pad_mode)
-                cols = np.pad(np.arange(w), (left, right), mode=model.pad_mode)
+                rows = np.pad(np.arange(h), (top, bottom), mode=pad_mode)
+                cols = np.pad(np.arange(w), (left, right), mode=pad_mode)
                 padded = g.node("Gather", [images, g.ints("rows", rows)], "pad_rows", axis=2)
                 padded_cache[key] = g.node(
                     "Gather", [padded, g.ints("cols", cols)], "padded", axis=3
@@ -430,14 +337,14 @@ def _converter(scope, operator, container):
             [conv_input, g.const("weights", group["weights"])],
             "maps",
             kernel_shape=list(group["kernel"]),
-            strides=list(geometry["stride"]),
-            dilations=list(geometry["dilation"]),
+            strides=list(group["stride"]),
+            dilations=list(group["dilation"]),
             pads=conv_pads,
             group=group["group"],
         )
-        maps = _activation(g, maps, model.activation)
+        maps = _activation(g, maps, layout.activation)
         if group["pool"] is not None:
-            maps = _pooling(g, maps, group["pool"], model.pooling, group["conv_shape"])
+            maps = _pooling(g, maps, group["pool"], pool["op"], group["conv_shape"])
         features.append(maps)
 
     output = operator.outputs[0].full_name
