@@ -178,6 +178,9 @@ def time_interleaved(candidates, rounds, rng, pause=0.02, min_sample=2e-3):
     return samples
 
 
+TORCH_SETTLE_S = 1.0
+
+
 def time_blocks(candidates, rounds, pause=0.02, min_sample=2e-3):
     """Seconds per call of each candidate, each timed in its own block.
 
@@ -193,9 +196,16 @@ def time_blocks(candidates, rounds, pause=0.02, min_sample=2e-3):
         Every sample, in seconds per call.
     """
     samples = {}
+    previous = None
+    if "torch" in candidates:  # first, so that the settle pause below follows it
+        candidates = {"torch": candidates["torch"], **candidates}
     for name, fn in candidates.items():
         if pause:
-            time.sleep(pause)
+            # torch's OpenMP workers keep spinning long after its last call and
+            # take the cores from whatever runs next (measured: a 10 ms conv2d
+            # timed at 74 ms right after torch's block): let them go idle.
+            time.sleep(TORCH_SETTLE_S if previous == "torch" else pause)
+        previous = name
         start = time.perf_counter()
         fn()
         elapsed = time.perf_counter() - start
