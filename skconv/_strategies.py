@@ -552,10 +552,21 @@ def _toeplitz_run(x, w, spec, out):
             np.matmul(view, single[k], out=out[:, k, first:].transpose(1, 0, 2))
 
 
+def _toeplitz_macs(spec):
+    """Multiply-adds of one image: each of the ``count`` row blocks (and
+    each tail row) multiplies its rows by its filter's whole band matrix,
+    zeros included."""
+    g, count, tail = _toeplitz_layout(spec)
+    (sh, _), span_h = spec.stride, spec.span[0]
+    row_items = spec.width * spec.n_channels
+    main = count * ((g - 1) * sh + span_h) * row_items * g * spec.out_width
+    return spec.n_filters * (main + tail * span_h * row_items * spec.out_width)
+
+
 def _toeplitz_features(spec):
     n = spec.n_images
     g, count, tail = _toeplitz_layout(spec)
-    flops = 2.0 * n * _toeplitz_items(spec)
+    flops = 2.0 * n * _toeplitz_macs(spec)
     return {
         "flops": flops,
         "small": _small_gemm(n, g * spec.out_width) * flops,
