@@ -27,6 +27,18 @@ the shipped model where the few probes say nothing (Gauss-Newton with
 Levenberg-Marquardt damping, in NumPy).  A strategy without shipped weights
 starts from the median weight of each of its counts over the other strategies.
 
+Which weights are kept
+----------------------
+A refit to 14 probes can choose worse than the shipped weights on the
+shapes between the probes, and a loaded machine makes timings noisy.  Three
+candidates are therefore compared by how well they *choose* on probes they
+were not fitted to (leave one probe out): the shipped weights, the shipped
+weights times one scale per group, and the full refit.  A candidate's regret
+on a probe is the measured time of the strategy (and threading mode) it
+picks over the fastest measured, for ``n_jobs`` 1 and 2; the simplest
+candidate whose geometric-mean regret is within 1 % of the best is kept
+(:func:`choose_variant`), and the report says which.
+
 Where it is cached
 ------------------
 One JSON file per machine key, in ``$SKCONV_CACHE_DIR``, else
@@ -318,11 +330,20 @@ def _batch_size(name, spec_one, mode, target):
     """Images that make strategy ``name`` take about ``target`` seconds (shipped model)."""
     from ._costmodel import shipped_estimate
 
-    per_image = shipped_estimate(name, replace(spec_one, n_images=16), mode) / 16
-    if not math.isfinite(per_image):
+    def per_image(strategy):
+        # the marginal cost: the fixed cost of a call is not per image (with
+        # it, calls came out 5-10x shorter than the target and timed mostly
+        # the call's overhead)
+        small, large = (
+            shipped_estimate(strategy, replace(spec_one, n_images=m), mode) for m in (16, 64)
+        )
+        return (large - small) / 48, small - 16 * (large - small) / 48
+
+    slope, fixed = per_image(name)
+    if not math.isfinite(slope):
         # no shipped weights (a new strategy): size it like the reference GEMM one
-        per_image = shipped_estimate("rowgemm", replace(spec_one, n_images=16), mode) / 16
-    return int(max(1, min(4096, target / max(per_image, 1e-9))))
+        slope, fixed = per_image("rowgemm")
+    return int(max(1, min(4096, (target - max(fixed, 0.0)) / max(slope, 1e-9))))
 
 
 def _measure(probes, dtypes, modes, deadline, target, timer, rng):
@@ -436,7 +457,7 @@ def _prior_weights(name, dtype, mode, shipped, feature_names):
     return prior
 
 
-def fit_calibration(records, shipped):
+def fit_calibration(records, shipped, scale_only=False):
     """Calibrated weights, per (strategy, dtype, mode), from timing records.
 
     Parameters
@@ -445,6 +466,8 @@ def fit_calibration(records, shipped):
         As measured (``method``, ``dtype``, ``mode``, ``counts``, ``seconds``).
     shipped : dict
         The shipped ``coefficients``.
+    scale_only : bool, default=False
+        Fit the common scale ``s`` of each group only (every ``a_f`` = 0).
 
     Returns
     -------
@@ -472,7 +495,10 @@ def fit_calibration(records, shipped):
         if not keep.any():
             continue
         x, t = x[keep], t[keep]
-        s, a = fit_multipliers(x, t)
+        if scale_only:
+            s, a = float(np.mean(np.log(t / x.sum(axis=1)))), np.zeros(len(cols))
+        else:
+            s, a = fit_multipliers(x, t)
         weights = {
             f: float(f"{prior[f] * math.exp(s + af):.4g}") for f, af in zip(cols, a, strict=True)
         }
@@ -485,6 +511,99 @@ def fit_calibration(records, shipped):
             float(np.sqrt(np.mean(after**2))),
         )
     return coefficients, errors
+
+
+# --- which weights to keep ------------------------------------------------------------
+#
+# A refit to a few probes can be worse than the shipped weights on the shapes
+# between them (measured: on native OpenBLAS kernels the refit once picked a
+# strategy 2.4x slower than the shipped weights' pick on a 64x64 problem with
+# 15x15 filters), and on a loaded machine the timings are noisy.  So the
+# refit is kept only where it chooses better on probes it did not see: each
+# candidate (the shipped weights, one scale per group, the full refit) is
+# judged by its leave-one-probe-out regret, the measured time of the
+# strategy it picks over the fastest measured, and the simplest of the best
+# is kept.
+
+VARIANTS = ("shipped", "scale", "full")
+# A more complex variant must beat a simpler one by this factor of geometric
+# mean regret (differences below it are the timings' noise).
+VARIANT_MARGIN = 1.01
+
+
+def _regrets(records, coefficients):
+    """Measured / fastest measured per-image time of the pick, per probe and n_jobs."""
+    units = {}
+    for r in records:
+        units.setdefault((tuple(r["probe"][:8]), r["dtype"]), []).append(r)
+    regrets = []
+    for rows in units.values():
+        for modes in (("blas", "single"), ("blas", "threads")):
+            scored = []
+            for r in rows:
+                if r["mode"] not in modes:
+                    continue
+                weights = coefficients.get(r["method"], {}).get(r["dtype"], {}).get(r["mode"])
+                if not weights:
+                    continue
+                est = sum(w * r["counts"].get(f, 0.0) for f, w in weights.items())
+                n = r["probe"][8]
+                scored.append((est / n, r["seconds"] / n))
+            if len(scored) > 1:
+                pick = min(scored)[1]
+                regrets.append(pick / min(t for _, t in scored))
+    return regrets
+
+
+def _geomean(values):
+    return float(np.exp(np.mean(np.log(values)))) if values else 1.0
+
+
+def _fit_variant(variant, records, shipped):
+    """The weights of one candidate, for every group measured in ``records``."""
+    if variant == "full":
+        return fit_calibration(records, shipped)[0]
+    scaled = fit_calibration(records, shipped, scale_only=True)[0]
+    if variant == "scale":
+        return scaled
+    # the shipped weights, and scaled priors for strategies that have none
+    return {
+        name: {
+            dtype: {
+                mode: dict(shipped.get(name, {}).get(dtype, {}).get(mode) or weights)
+                for mode, weights in by_mode.items()
+            }
+            for dtype, by_mode in by_dtype.items()
+        }
+        for name, by_dtype in scaled.items()
+    }
+
+
+def choose_variant(records, shipped):
+    """The candidate weights with the best leave-one-probe-out choices.
+
+    Returns
+    -------
+    variant : str
+        One of ``VARIANTS``.
+    regret : dict
+        Geometric-mean regret of each candidate on the probes it was not
+        fitted to (the shipped weights were fitted to none).
+    """
+    probes = sorted({tuple(r["probe"][:8]) for r in records})
+    regret = {}
+    for variant in VARIANTS:
+        values = []
+        for probe in probes if variant != "shipped" else [None]:
+            seen = [r for r in records if tuple(r["probe"][:8]) != probe]
+            held = [r for r in records if tuple(r["probe"][:8]) == probe] if probe else records
+            values += _regrets(held, _fit_variant(variant, seen, shipped))
+        regret[variant] = _geomean(values)
+    best = VARIANTS[0]
+    for variant in VARIANTS[1:]:
+        if regret[variant] * VARIANT_MARGIN < regret[best]:
+            best = variant
+    return best, regret
 
 
 # --- the public function -----------------------------------------------------------
@@ -511,7 +630,16 @@ class CalibrationReport:
         What it is valid for (see :func:`machine_key`).
     errors : dict
         ``{(strategy, dtype, mode): (probes, rms log error of the shipped
-        weights, of the calibrated ones)}`` on the probes.
+        weights, of the full refit)}`` on the probes.
+    variant : str
+        The weights in use: ``"shipped"`` (the refit did not choose better
+        on probes it had not seen), ``"scale"`` (the shipped weights times
+        one factor per strategy, dtype and threading mode) or ``"full"``
+        (the refit of every weight).
+    regret : dict
+        Each variant's leave-one-probe-out regret: the geometric mean, over
+        the probes and ``n_jobs`` 1 and 2, of the measured time of its pick
+        over the fastest measured.
     """
 
     path: Path
@@ -521,6 +649,8 @@ class CalibrationReport:
     date: str
     key: dict = field(repr=False)
     errors: dict = field(repr=False)
+    variant: str = "full"
+    regret: dict = field(default_factory=dict, repr=False)
 
     def __str__(self):
         blas = ", ".join(
@@ -537,6 +667,12 @@ class CalibrationReport:
             f"NumPy {self.key['numpy']}, {blas or 'no BLAS found'}",
             f"{how}; file {self.path}",
         ]
+        if self.regret:
+            scores = ", ".join(f"{v} {self.regret[v]:.3f}" for v in VARIANTS if v in self.regret)
+            lines.append(
+                f"weights in use: {self.variant} (leave-one-probe-out regret, pick / fastest: "
+                f"{scores})"
+            )
         if self.errors:
             lines.append(
                 f"{'strategy':<14}{'dtype':<9}{'mode':<9}{'probes':>7}"
@@ -557,6 +693,8 @@ def _report(data, path, measured):
         date=str(data.get("date", "")),
         key=data["key"],
         errors=errors,
+        variant=str(data.get("variant", "full")),
+        regret={str(k): float(v) for k, v in data.get("regret", {}).items()},
     )
 
 
@@ -568,9 +706,11 @@ def calibrate(*, max_seconds=DEFAULT_SECONDS, refresh=False, timer=None, random_
     one BLAS.  This times every strategy (in each threading mode, float32
     and float64) on small probe problems, refits the weights to the timings
     (a common scale per strategy, dtype and mode, and multipliers of the
-    individual weights where one scale does not explain the timings), and
-    caches the result for this CPU, NumPy, BLAS (library, version, kernels,
-    threads) and set of strategies.  Every later process on the same
+    individual weights where one scale does not explain the timings), keeps
+    the refit only if it chooses better than the shipped weights on probes
+    it was not fitted to (see the module's notes), and caches the result
+    for this CPU, NumPy, BLAS (library, version, kernels, threads) and set
+    of strategies.  Every later process on the same
     machine and BLAS uses it; elsewhere the shipped weights are used.
     ``python -m skconv calibrate`` does the same from the shell.
 
@@ -648,7 +788,10 @@ def calibrate(*, max_seconds=DEFAULT_SECONDS, refresh=False, timer=None, random_
         np.random.default_rng(random_state),
     )
     elapsed = time.perf_counter() - start
-    coefficients, errors = fit_calibration(records, shipped_model()["coefficients"])
+    shipped = shipped_model()["coefficients"]
+    _, errors = fit_calibration(records, shipped)
+    variant, regret = choose_variant(records, shipped)
+    coefficients = _fit_variant(variant, records, shipped)
     data = {
         "about": "skconv cost model calibrated on this machine by skconv.calibrate(); "
         "the weights replace the shipped ones (skconv/cost_model.json) where given.",
@@ -658,6 +801,8 @@ def calibrate(*, max_seconds=DEFAULT_SECONDS, refresh=False, timer=None, random_
         "seconds": elapsed,
         "n_timings": len(records),
         "max_seconds": float(max_seconds),
+        "variant": variant,
+        "regret": regret,
         "coefficients": coefficients,
         "errors": {"/".join(k): list(v) for k, v in errors.items()},
     }

@@ -10,6 +10,7 @@ from _oracles import naive_conv2d
 
 import skconv
 from skconv import _calibration, conv2d, explain_conv2d
+from skconv._calibration import VARIANT_MARGIN
 from skconv._costmodel import choose_method, estimate, load_model, shipped_estimate
 from skconv._costmodel import features as _calibration_features
 from skconv._plan import plan_conv2d
@@ -126,6 +127,49 @@ def test_calibration_captures_a_shape_dependent_slowdown(cache):
     model = load_model()["coefficients"]["rowgemm_wide"]["float32"]["blas"]
     shipped = _calibration.current()  # the file's weights are what the model uses
     assert model == shipped["coefficients"]["rowgemm_wide"]["float32"]["blas"]
+
+
+def test_shipped_weights_are_kept_when_the_refit_chooses_no_better(cache):
+    # timings exactly as the shipped model says, but for a mild noise of
+    # +-30% per timing: a refit can only chase the noise
+    rng = np.random.default_rng(0)
+    report = _calibration.calibrate(
+        max_seconds=30, timer=scaled_timer(lambda name, spec: float(rng.uniform(0.7, 1.3)))
+    )
+    assert report.variant == "shipped" and "weights in use: shipped" in str(report)
+    assert report.regret["shipped"] <= VARIANT_MARGIN * min(report.regret.values())
+    spec = plan_conv2d((100, 64, 64), np.float32, (4, 15, 15)).spec
+    for name in METHODS:
+        for mode in ("blas", "threads"):
+            assert estimate(name, spec, mode) == pytest.approx(shipped_estimate(name, spec, mode))
+
+
+def _record(method, mode, seconds, estimate_weight, probe=(8, 8, 1, 4, 3, 3, 1, 0), n=10):
+    return {
+        "method": method,
+        "dtype": "float32",
+        "mode": mode,
+        "probe": [*probe, n],
+        "counts": {"const": 1.0, "flops": estimate_weight},
+        "seconds": seconds,
+    }
+
+
+def test_regret_is_the_measured_time_of_the_pick_over_the_fastest():
+    records = [
+        _record("rowgemm", "blas", 3.0, 1.0),  # estimated fastest, measured 3x the best
+        _record("toeplitz", "blas", 1.0, 2.0),
+        _record("toeplitz", "threads", 2.0, 5.0),
+    ]
+    weights = {"flops": 1.0}
+    coefficients = {
+        "rowgemm": {"float32": {"blas": weights}},
+        "toeplitz": {"float32": {"blas": weights, "threads": weights}},
+    }
+    # n_jobs=1 (blas, single) and n_jobs=2 (blas, threads) both pick rowgemm
+    assert _calibration._regrets(records, coefficients) == pytest.approx([3.0, 3.0])
+    coefficients["rowgemm"]["float32"]["blas"] = {"flops": 10.0}
+    assert _calibration._regrets(records, coefficients) == pytest.approx([1.0, 1.0])
 
 
 def test_every_registered_strategy_is_calibrated(cache):
