@@ -275,7 +275,9 @@ def run_plan(images, weights, plan, choice, result):
 
     # float32 images far from zero are centred chunk by chunk (see
     # _padding.centring_offsets); what that takes off is added back here.
-    correction = centring_correction(weights, plan) if plan.dtype == np.float32 else None
+    # The correction is built on the first chunk that needs it: most data
+    # never does, and on small calls it cost as much as the product.
+    correction = []
 
     def work(sl):
         chunk = images[sl]
@@ -292,7 +294,9 @@ def run_plan(images, weights, plan, choice, result):
         buffer = target if block.flags.c_contiguous else np.empty(target.shape, plan.dtype)
         strategy.run(x, weights, spec, buffer)
         if offsets is not None:
-            add_back(buffer, offsets, correction)
+            if not correction:  # (threads may both build it: same result)
+                correction.append(centring_correction(weights, plan))
+            add_back(buffer, offsets, correction[0])
         if buffer is not target:
             block[...] = buffer.reshape(block.shape)
 
