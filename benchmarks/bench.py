@@ -18,8 +18,9 @@ pooling) against torch's conv2d + abs + max_pool2d and against skconv's
 conv2d alone, and measures its temporaries under ``working_memory=64``.
 
 Timing: every candidate runs in its own block (a pause so that the previous
-library's spinning threads go idle, one untimed call, then N timed calls),
-the blocks side by side in one run; the best of the N is reported (other
+library's spinning threads go idle, 0.5 s of untimed calls, then N timed
+calls), the blocks side by side in one run, in two passes (the second in
+reverse order) at the full level; the best of the N is reported (other
 processes on a shared machine only ever add time) with the median next to
 it, and ratios are taken between bests of the same run.  A random sweep
 compares auto with the fastest strategy, a memory case checks the bound of
@@ -182,7 +183,7 @@ TORCH_SETTLE_S = 1.0
 WARMUP_S = 0.5
 
 
-def time_blocks(candidates, rounds, pause=0.02, min_sample=2e-3):
+def time_blocks(candidates, rounds, pause=0.02, min_sample=2e-3, passes=1):
     """Seconds per call of each candidate, each timed in its own block.
 
     A block: ``pause`` seconds of sleep (the previous library's spinning
@@ -191,6 +192,12 @@ def time_blocks(candidates, rounds, pause=0.02, min_sample=2e-3):
     candidate's own threads wake up, caches and pages are warm, the cores are
     back to speed), then ``rounds`` timed samples.  A call faster than ``min_sample`` is repeated
     within a sample (the sample is the mean).
+
+    With ``passes`` > 1 every candidate gets a block in each pass, the
+    order reversed from one pass to the next, and its samples are pooled: a
+    block that one pass's neighbour spoiled (measured: a strategy timed at
+    5x its own time in the block right after torch's, once in a run) does not
+    decide the best.
 
     Returns
     -------
@@ -201,7 +208,9 @@ def time_blocks(candidates, rounds, pause=0.02, min_sample=2e-3):
     previous = None
     if "torch" in candidates:  # first, so that the settle pause below follows it
         candidates = {"torch": candidates["torch"], **candidates}
-    for name, fn in candidates.items():
+    order = list(candidates.items())
+    blocks = [item for k in range(passes) for item in (order if k % 2 == 0 else order[::-1])]
+    for name, fn in blocks:
         if pause:
             # torch's OpenMP workers keep spinning long after its last call and
             # take the cores from whatever runs next (measured: a 10 ms conv2d
@@ -218,12 +227,12 @@ def time_blocks(candidates, rounds, pause=0.02, min_sample=2e-3):
             elapsed = time.perf_counter() - start
             calls += 1
         reps = max(1, min(50, int(min_sample / max(elapsed, 1e-7))))
-        samples[name] = []
+        mine = samples.setdefault(name, [])
         for _ in range(rounds):
             start = time.perf_counter()
             for _ in range(reps):
                 fn()
-            samples[name].append((time.perf_counter() - start) / reps)
+            mine.append((time.perf_counter() - start) / reps)
     return samples
 
 
@@ -347,6 +356,7 @@ def run_workload(
     memory=True,
     pause=0.02,
     gemm=None,
+    passes=1,
 ):
     """Time every candidate on one workload; returns a JSON-able dict."""
     n, h, w, c, k, p, q, stride = shape
@@ -404,7 +414,7 @@ def run_workload(
 
             candidates["torch"] = run_torch
 
-    samples = time_blocks(candidates, rounds, pause=pause)
+    samples = time_blocks(candidates, rounds, pause=pause, passes=passes)
     results = {}
     for cname, times in samples.items():
         entry = _entry(times, scale.get(cname, 1.0), flops, peak)
@@ -484,7 +494,7 @@ def run_memory(rng, level):
     return result
 
 
-def run_transform(rng, level, rounds, pause):
+def run_transform(rng, level, rounds, pause, passes=1):
     """T1: the whole transformer against torch conv2d+abs+max_pool2d and conv2d alone."""
     from sklearn import config_context
 
@@ -517,7 +527,7 @@ def run_transform(rng, level, rounds, pause):
                 return torch.nn.functional.max_pool2d(torch.abs(maps), 2).reshape(n, -1)
 
         candidates["torch"] = run_torch
-    samples = time_blocks(candidates, rounds, pause=pause)
+    samples = time_blocks(candidates, rounds, pause=pause, passes=passes)
     results = {c: _entry(t, 1.0, flops, None) for c, t in samples.items()}
     out_mib = n * k * (h // 2) * (w // 2) * 4 / 2**20
     with config_context(working_memory=TRANSFORM_WORKING_MEMORY):
@@ -554,7 +564,7 @@ def random_shape(rng, max_macs=3e8):
             return n, h, w, k, p, q
 
 
-def run_sweep(count, rng, rounds, level, pause):
+def run_sweep(count, rng, rounds, level, pause, passes=1):
     """auto against every strategy and torch on random shapes (float32 and float64)."""
     rows = []
     for i in range(count):
@@ -572,6 +582,7 @@ def run_sweep(count, rng, rounds, level, pause):
             peers=False,
             memory=False,
             pause=pause,
+            passes=passes,
         )
         torch = _torch()
         if torch is not None:
@@ -581,6 +592,7 @@ def run_sweep(count, rng, rounds, level, pause):
                 {"torch": lambda tx=tx, tw=tw, torch=torch: torch.nn.functional.conv2d(tx, tw)},
                 rounds,
                 pause=pause,
+                passes=passes,
             )
             res["results"]["torch"] = {"best_ms": float(np.min(times["torch"])) * 1e3}
         rows.append(res)
@@ -719,10 +731,11 @@ def format_report(report):
         f"dgemm {g['float64']:.0f} GFLOP/s"
     )
     lines.append(
-        f"Level {report['level']}, best of {report['rounds']} calls per candidate, each "
-        "candidate in its own block; ratios of bests. Slow candidates marked * were timed on a "
-        "subset of the batch and scaled (images timed in brackets). %peak: GFLOP/s over the "
-        "gemm's. Extra MiB: tracemalloc peak minus the output."
+        f"Level {report['level']}, best of {report['rounds']} calls per candidate and block, "
+        f"each candidate in its own block in each of {report.get('passes', 1)} pass(es) "
+        "(alternate passes in reverse order); ratios of bests. Slow candidates marked * "
+        "were timed on a subset of the batch and scaled (images timed in brackets). %peak: "
+        "GFLOP/s over the gemm's. Extra MiB: tracemalloc peak minus the output."
     )
     lines.append("")
     header = (
@@ -851,6 +864,11 @@ def build_parser():
         help="run skconv.calibrate() first (uses the cached calibration when there is one)",
     )
     parser.add_argument("--pause", type=float, help="seconds of sleep before each block")
+    parser.add_argument(
+        "--passes",
+        type=int,
+        help="blocks per candidate, in passes of alternating order (default 2 at full level)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed of the data and sweep")
     return parser
 
@@ -860,6 +878,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     level = "smoke" if args.smoke else "quick" if args.quick else "full"
     rounds = args.rounds or {"full": 7, "quick": 3, "smoke": 2}[level]
+    passes = args.passes or {"full": 2, "quick": 1, "smoke": 1}[level]
     sweep_count = (
         args.sweep if args.sweep is not None else {"full": 40, "quick": 4, "smoke": 1}[level]
     )
@@ -879,11 +898,11 @@ def main(argv=None):
         ("--rounds", args.rounds),
         ("--sweep", args.sweep),
         ("--pause", args.pause),
+        ("--passes", args.passes),
     ):
-        if value is not None and value < (1 if flag == "--rounds" else 0):
-            print(
-                f"{flag} must be >= {1 if flag == '--rounds' else 0}; got {value}.", file=sys.stderr
-            )
+        low = 1 if flag in ("--rounds", "--passes") else 0
+        if value is not None and value < low:
+            print(f"{flag} must be >= {low}; got {value}.", file=sys.stderr)
             return 2
     if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
         print(f"--json: the directory of {args.json!r} does not exist.", file=sys.stderr)
@@ -897,6 +916,7 @@ def main(argv=None):
     report = {
         "level": level,
         "rounds": rounds,
+        "passes": passes,
         "machine": machine_info(),
         "calibration": calibration_info(),
         "date": time.strftime("%Y-%m-%d %H:%M"),
@@ -927,13 +947,14 @@ def main(argv=None):
                     memory=level != "smoke" or name == "W1",
                     pause=pause,
                     gemm=report["gemm_gflops"],
+                    passes=passes,
                 )
             )
     if not args.no_transform:
         _log("T1 transformer")
-        report["transform"] = run_transform(rng, level, rounds, pause)
+        report["transform"] = run_transform(rng, level, rounds, pause, passes)
     if sweep_count:
-        report["sweep"] = run_sweep(sweep_count, rng, max(2, rounds // 2), level, pause)
+        report["sweep"] = run_sweep(sweep_count, rng, max(2, rounds // 2), level, pause, passes)
     if not args.no_memory:
         _log("memory case")
         report["memory"] = run_memory(rng, level)

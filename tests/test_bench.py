@@ -86,3 +86,13 @@ def test_help_and_bad_arguments(capsys):
     assert main(["--smoke", "--json", "/nonexistent/dir/x.json"]) == 2
     assert "/nonexistent/dir/x.json" in capsys.readouterr().err
     assert build_parser().parse_args(["--quick"]).quick
+
+
+def test_blocks_in_passes_alternate_their_order_and_pool_the_samples():
+    calls = []
+    candidates = {name: (lambda name=name: calls.append(name)) for name in ("a", "torch", "b")}
+    samples = bench.time_blocks(candidates, rounds=3, pause=0, min_sample=0, passes=2)
+    assert {name: len(times) for name, times in samples.items()} == {"a": 6, "torch": 6, "b": 6}
+    # each block: one warm-up call and 3 timed ones; torch first, then reversed
+    blocks = [calls[i] for i in range(0, len(calls), 4)]
+    assert blocks == ["torch", "a", "b", "b", "a", "torch"]
