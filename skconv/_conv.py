@@ -11,7 +11,6 @@ conv2d's threads or on BLAS's (``_threads.py``).  :func:`explain_conv2d`
 stops after the decision and returns it.
 """
 
-import os
 import warnings
 
 import numpy as np
@@ -29,7 +28,7 @@ from ._padding import (
 )
 from ._plan import decide, plan_conv2d
 from ._strategies import METHODS
-from ._threads import map_threads, n_threads_for, single_threaded_blas
+from ._threads import machine_cores, map_threads, n_threads_for, single_threaded_blas
 from ._validation import as_real_array, check_finite, check_out
 
 __all__ = ["PAD_MODES", "PADDING_NAMES", "conv2d", "explain_conv2d", "plan_conv2d"]
@@ -270,7 +269,7 @@ def run_plan(images, weights, plan, choice, result):
     # products run whatever n_jobs is.
     split = choice.split_batch
     # (the machine's cores, not joblib's view of them: that costs ~50 us a call)
-    workers = (os.cpu_count() or 1) if split else 1
+    workers = machine_cores() if split else 1
     chunk = _chunk_size(plan, images, strategy, spec, workers, not out4.flags.c_contiguous)
     n_images = images.shape[0]
     slices = [slice(i, min(i + chunk, n_images)) for i in range(0, n_images, chunk)]

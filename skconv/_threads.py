@@ -24,6 +24,7 @@ import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import lru_cache
 
 from joblib import effective_n_jobs
 
@@ -163,6 +164,12 @@ def map_threads(fn, items, n_threads):
         future.result()
 
 
+@lru_cache(maxsize=1)
+def machine_cores():
+    """``os.cpu_count()``, read once (it is a system call, ~10 us, on every conv2d)."""
+    return os.cpu_count() or 1
+
+
 def n_threads_for(n_jobs):
     """Threads for ``n_jobs`` (joblib's convention), at most the machine's cores."""
     if n_jobs is not None and not is_int(n_jobs):
@@ -178,4 +185,4 @@ def n_threads_for(n_jobs):
         warnings.filterwarnings("ignore", message=".*daemonic processes")
         warnings.filterwarnings("ignore", message="Loky-backed parallel loops cannot be called")
         n = effective_n_jobs(n_jobs)
-    return max(1, min(n, os.cpu_count() or 1))
+    return max(1, min(n, machine_cores()))
