@@ -546,6 +546,33 @@ def run_transform(rng, level, rounds, pause, passes=1):
     }
 
 
+def run_recipes(rng, level, rounds, pause, passes=1):
+    """Transform times of skconv.recipes on 5 000 random 28x28 float32 images (MNIST-5k's size).
+
+    The recipes are fitted on the same rows first (pcanet learns its filters;
+    the fit is not timed).  Pixel values do not change the work.
+    """
+    from skconv import recipes
+
+    n = {"full": 5000, "quick": 1000, "smoke": 50}[level]
+    X = rng.random((n, 28 * 28)).astype(np.float32)
+    candidates, shapes = {}, {}
+    for name, make in (("scattering", recipes.scattering), ("pcanet", recipes.pcanet)):
+        for jobs in (None, 2):
+            est = make(n_jobs=jobs).fit(X)
+            label = f"{name}[n_jobs={jobs}]"
+            candidates[label] = lambda est=est: est.transform(X)
+            shapes[label] = int(est.transform(X[:1]).shape[1])
+    samples = time_blocks(candidates, rounds, pause=pause, passes=passes)
+    return {
+        "n_images": n,
+        "results": {
+            c: {"best_ms": float(np.min(t)) * 1e3, "n_features": shapes[c]}
+            for c, t in samples.items()
+        },
+    }
+
+
 # --- the random sweep ----------------------------------------------------------
 
 
@@ -664,6 +691,10 @@ def evaluate_targets(report):
             t1["peak_extra_mib"] <= t1["target_mib"],
             "tracemalloc",
         )
+    rec = report.get("recipes")
+    if rec and rec["n_images"] == 5000:
+        best = min(e["best_ms"] for c, e in rec["results"].items() if c.startswith("scattering"))
+        add("recipes.scattering() transform of 5000 28x28 images <= 1 s", best / 1e3, best <= 1e3)
     rows = [w for w in report["workloads"] if w["auto_over_fastest"]]
     if rows:
         worst = max(rows, key=lambda w: w["auto_over_fastest"])
@@ -786,6 +817,16 @@ def format_report(report):
             f"{t1['working_memory_mib']}: {t1['peak_extra_mib']:.1f} MiB (tracemalloc)"
         )
         lines.append("")
+    rec = report.get("recipes")
+    if rec:
+        lines.append(
+            f"skconv.recipes, transform of {rec['n_images']} 28x28 float32 images: "
+            + ", ".join(
+                f"{c} {e['best_ms'] / 1e3:.2f} s ({e['n_features']} features)"
+                for c, e in rec["results"].items()
+            )
+        )
+        lines.append("")
     sweep = report.get("sweep")
     if sweep:
         torch_g = sweep["auto_over_torch_geomean"]
@@ -858,6 +899,9 @@ def build_parser():
     parser.add_argument("--sweep", type=int, help="random shapes in the sweep (0 to skip)")
     parser.add_argument("--no-memory", action="store_true", help="skip the working_memory case")
     parser.add_argument("--no-transform", action="store_true", help="skip the transformer (T1)")
+    parser.add_argument(
+        "--no-recipes", action="store_true", help="skip the transform times of skconv.recipes"
+    )
     parser.add_argument(
         "--calibrate",
         action="store_true",
@@ -953,6 +997,9 @@ def main(argv=None):
     if not args.no_transform:
         _log("T1 transformer")
         report["transform"] = run_transform(rng, level, rounds, pause, passes)
+    if not args.no_recipes:
+        _log("recipes")
+        report["recipes"] = run_recipes(rng, level, max(2, rounds // 2), pause, passes)
     if sweep_count:
         report["sweep"] = run_sweep(sweep_count, rng, max(2, rounds // 2), level, pause, passes)
     if not args.no_memory:

@@ -29,6 +29,7 @@ def test_smoke_run_writes_json(tmp_path, capsys):
         "gemm_gflops",
         "workloads",
         "transform",
+        "recipes",
         "sweep",
         "memory",
         "targets",
@@ -60,6 +61,10 @@ def test_smoke_run_writes_json(tmp_path, capsys):
     assert "scipy_loop" not in by[("W9", "float32")]["results"]  # single channel, stride 1 only
     t1 = report["transform"]
     assert {"transform", "conv2d_alone"} <= set(t1["results"])
+    recipes = report["recipes"]["results"]
+    assert set(recipes) == {f"{r}[n_jobs={j}]" for r in ("scattering", "pcanet") for j in (None, 2)}
+    assert all(e["best_ms"] > 0 and e["n_features"] > 0 for e in recipes.values())
+    assert "skconv.recipes, transform of" in printed
     assert t1["transform_over_conv2d"] > 0 and t1["peak_extra_mib"] >= 0
     assert report["memory"]["n_jobs=1"]["measured_by"] == "tracemalloc"
     for target in report["targets"]:
