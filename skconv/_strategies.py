@@ -680,6 +680,14 @@ def _svd_factors(w):
         Numerical rank of each filter (r is their maximum, at least 1).
     """
     k, p, q, _ = w.shape
+    if p == 1 or q == 1:
+        # A single row (or column) is its own factorisation, exactly: the
+        # SVD's normalised factors would round (a [-1, 1] difference of
+        # integer images gave 0.99999994 in float32).
+        flat = w[..., 0].reshape(k, 1, p * q).astype(np.float64)
+        ones = np.ones((k, 1, 1))
+        cols, rows = (ones, flat) if p == 1 else (flat, ones)
+        return cols, rows, np.ones(k, dtype=int)
     u, s, vt = np.linalg.svd(w[..., 0].astype(np.float64))
     tol = s[:, :1] * max(p, q) * np.finfo(w.dtype).eps
     keep = s > tol

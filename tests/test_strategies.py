@@ -311,3 +311,17 @@ def test_against_torch(name):
             padding=padding,
         ).numpy()
         np.testing.assert_allclose(y, expected, rtol=0, atol=tolerance(np.float64, x, w))
+
+
+@pytest.mark.parametrize("name", sorted(set(METHODS) - {"fft"}))
+@pytest.mark.parametrize("edge", [[[-1.0, 1.0]], [[-1.0], [1.0]]])
+def test_differences_of_integer_images_are_exact_in_float32(name, edge):
+    # Small integers and +-1 taps: every product and sum is exact in float32,
+    # so the GEMM strategies (and separable, whose single-row filters need no
+    # SVD) must give the differences exactly.  fft rounds by design.
+    images = np.arange(3 * 6 * 6, dtype=np.float32).reshape(3, 6, 6)
+    w = np.array(edge)
+    expected = naive_conv2d(images[..., None].astype(np.float64), w[None, ..., None])[:, 0]
+    if not METHODS[name].supports(plan_conv2d(images.shape, images.dtype, w.shape).spec):
+        pytest.skip(f"{name} does not support the problem")
+    np.testing.assert_array_equal(conv2d(images, w, method=name), expected.astype(np.float32))
