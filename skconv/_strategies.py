@@ -688,14 +688,24 @@ def _svd_factors(w):
         ones = np.ones((k, 1, 1))
         cols, rows = (ones, flat) if p == 1 else (flat, ones)
         return cols, rows, np.ones(k, dtype=int)
-    u, s, vt = np.linalg.svd(w[..., 0].astype(np.float64))
+    w64 = w[..., 0].astype(np.float64)
+    u, s, vt = np.linalg.svd(w64)
     tol = s[:, :1] * max(p, q) * np.finfo(w.dtype).eps
     keep = s > tol
     ranks = keep.sum(axis=1)
     r = max(1, int(ranks.max()))
     s = np.where(keep, s, 0.0)[:, :r]
     cols = (u[:, :, :r] * s[:, None, :]).transpose(0, 2, 1)
-    return cols, vt[:, :r, :], ranks
+    rows = vt[:, :r, :].copy()
+    # A rank-1 filter is also the outer product of its column and row through
+    # its largest entry (the row divided by that entry): exact for filters of
+    # small integers such as Sobel's, where the SVD's normalised factors round
+    # (a Sobel map of integer images had 1e-15 where the answer is 0).
+    for k in np.flatnonzero(ranks == 1):
+        i0, j0 = np.unravel_index(np.argmax(np.abs(w64[k])), (p, q))
+        cols[k], rows[k] = 0.0, 0.0
+        cols[k, 0], rows[k, 0] = w64[k, :, j0], w64[k, i0, :] / w64[k, i0, j0]
+    return cols, rows, ranks
 
 
 def filter_rank(w):

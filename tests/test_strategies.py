@@ -325,3 +325,15 @@ def test_differences_of_integer_images_are_exact_in_float32(name, edge):
     if not METHODS[name].supports(plan_conv2d(images.shape, images.dtype, w.shape).spec):
         pytest.skip(f"{name} does not support the problem")
     np.testing.assert_array_equal(conv2d(images, w, method=name), expected.astype(np.float32))
+
+
+def test_separable_is_exact_for_integer_rank_one_filters():
+    # Sobel = [1, 2, 1]^T [-1, 0, 1]: factored through its largest entry, not by
+    # the SVD's normalised vectors, the maps of integer images are exact.
+    sobel = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+    bank = np.stack([sobel, sobel.T, 2 * sobel])
+    images = np.random.default_rng(0).integers(0, 17, (4, 9, 9)).astype(np.float64)
+    expected = naive_conv2d(images[..., None], bank[..., None])
+    for dtype in (np.float64, np.float32):
+        got = conv2d(images.astype(dtype), bank.astype(dtype), method="separable")
+        np.testing.assert_array_equal(got, expected.astype(dtype))
