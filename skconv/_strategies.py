@@ -680,14 +680,6 @@ def _svd_factors(w):
         Numerical rank of each filter (r is their maximum, at least 1).
     """
     k, p, q, _ = w.shape
-    if p == 1 or q == 1:
-        # A single row (or column) is its own factorisation, exactly: the
-        # SVD's normalised factors would round (a [-1, 1] difference of
-        # integer images gave 0.99999994 in float32).
-        flat = w[..., 0].reshape(k, 1, p * q).astype(np.float64)
-        ones = np.ones((k, 1, 1))
-        cols, rows = (ones, flat) if p == 1 else (flat, ones)
-        return cols, rows, np.ones(k, dtype=int)
     w64 = w[..., 0].astype(np.float64)
     u, s, vt = np.linalg.svd(w64)
     tol = s[:, :1] * max(p, q) * np.finfo(w.dtype).eps
@@ -698,13 +690,16 @@ def _svd_factors(w):
     cols = (u[:, :, :r] * s[:, None, :]).transpose(0, 2, 1)
     rows = vt[:, :r, :].copy()
     # A rank-1 filter is also the outer product of its column and row through
-    # its largest entry (the row divided by that entry): exact for filters of
-    # small integers such as Sobel's, where the SVD's normalised factors round
-    # (a Sobel map of integer images had 1e-15 where the answer is 0).
-    for k in np.flatnonzero(ranks == 1):
-        i0, j0 = np.unravel_index(np.argmax(np.abs(w64[k])), (p, q))
-        cols[k], rows[k] = 0.0, 0.0
-        cols[k, 0], rows[k, 0] = w64[k, :, j0], w64[k, i0, :] / w64[k, i0, j0]
+    # its largest entry, the row divided by that entry (a single row or
+    # column needs no division): exact for filters of small integers such as
+    # Sobel's or [-1, 1], where the SVD's normalised factors round (a Sobel
+    # map of integer images had 1e-15 where the answer is 0; a [-1, 1]
+    # difference 0.99999994 for 1 in float32).
+    for f in np.flatnonzero(ranks == 1):
+        i0, j0 = np.unravel_index(np.argmax(np.abs(w64[f])), (p, q))
+        pivot = 1.0 if p == 1 else w64[f, i0, j0]
+        cols[f], rows[f] = 0.0, 0.0
+        cols[f, 0], rows[f, 0] = w64[f, :, j0] / (w64[f, i0, j0] / pivot), w64[f, i0, :] / pivot
     return cols, rows, ranks
 
 

@@ -151,6 +151,18 @@ def _grid_sides(side, stride):
     return -(-side // stride), -(-(side // 2) // half)
 
 
+def _check_same_grid(h, w, stride):
+    """Raise unless orders 1 and 2 of :func:`scattering` sample one grid on h x w images."""
+    rows, cols = _grid_sides(h, stride), _grid_sides(w, stride)
+    if rows[0] != rows[1] or cols[0] != cols[1]:
+        raise ValueError(
+            f"renormalize needs orders 1 and 2 on the same grid; {h}x{w} images with "
+            f"stride={stride} give {rows[0]}x{cols[0]} and {rows[1]}x{cols[1]} positions per "
+            "map (a side of 1 more than a multiple of stride does). Use renormalize=None, or "
+            "crop the images."
+        )
+
+
 def _renormalize_order2(X, *, n_maps, n_orientations2, eps, stride, image_shape):
     """``[order 1 | order 2]`` columns -> ``[order 1 | order 2 / (order 1 + eps)]``.
 
@@ -176,7 +188,7 @@ def _renormalize_order2(X, *, n_maps, n_orientations2, eps, stride, image_shape)
         while columns(h, h)[0] < d:
             h += 1
         w = h
-    total, s1, s2 = columns(h, w)
+    total, s1, _ = columns(h, w)
     if total != d:
         size = f"{h}x{w} images" if image_shape is not None else "any square image size"
         raise ValueError(
@@ -184,12 +196,7 @@ def _renormalize_order2(X, *, n_maps, n_orientations2, eps, stride, image_shape)
             f"for {size}; if order 2 was dropped, drop this step too "
             "(set_params(orders__layer1__renormalize='passthrough'))."
         )
-    if s1 != s2:
-        raise ValueError(
-            f"renormalize needs orders 1 and 2 on the same grid; {h}x{w} images with "
-            f"stride={stride} give {s1} and {s2} positions per map (a side of 1 more than a "
-            "multiple of stride does). Use renormalize=None, or crop the images."
-        )
+    _check_same_grid(h, w, stride)
     order1 = X[:, : n_maps * s1]
     ratio = X[:, n_maps * s1 :].reshape(n, n_maps, n_orientations2, s1) / (
         order1.reshape(n, n_maps, 1, s1) + np.asarray(eps, X.dtype)
@@ -332,14 +339,7 @@ def scattering(
                 f"stride={stride!r}. Use renormalize=None."
             )
         if image_shape is not None:
-            h, w = image_shape[:2]
-            if any(one != two for one, two in (_grid_sides(h, stride), _grid_sides(w, stride))):
-                raise ValueError(
-                    f"renormalize needs orders 1 and 2 on the same grid; got image_shape="
-                    f"{tuple(image_shape)!r} with stride={stride}, which samples them on grids "
-                    f"of {_grid_sides(h, stride)} rows and {_grid_sides(w, stride)} columns. "
-                    "Use renormalize=None, or crop the images."
-                )
+            _check_same_grid(*image_shape[:2], stride)
     bank = {"size": size, "n_orientations": n_orientations, "frequencies": frequency}
     n_channels = image_shape[2] if image_shape and len(image_shape) == 3 else 1
     n_maps = n_orientations * n_channels
