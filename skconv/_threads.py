@@ -19,6 +19,7 @@ Examples
 [1, 2, 3]
 """
 
+import multiprocessing
 import os
 import threading
 import warnings
@@ -27,6 +28,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 
 from joblib import effective_n_jobs
+from joblib.parallel import get_active_backend
 
 from ._validation import is_int
 
@@ -178,6 +180,32 @@ def n_threads_for(n_jobs):
         raise ValueError(f"n_jobs must be None or a nonzero int (-1: all cores); got {n_jobs!r}.")
     if n_jobs == 1:
         return 1
+    # joblib's answer depends on its active backend (``parallel_config``) and
+    # on the calling process and thread.  For its own local backends it is
+    # otherwise a function of the CPU count, which loky reads from the
+    # cgroup files on every call (~40 us, a tenth of a small conv2d): keep
+    # it per situation.  Other backends (dask's: its workers come and go)
+    # are asked every time.
+    backend, context_n_jobs = get_active_backend()
+    if type(backend).__module__ != "joblib._parallel_backends":
+        return _threads_from_joblib(n_jobs)
+    situation = (
+        n_jobs,
+        type(backend),
+        getattr(backend, "nesting_level", None),
+        context_n_jobs,
+        threading.current_thread() is threading.main_thread(),
+        multiprocessing.current_process().daemon,
+    )
+    return _local_threads(situation)
+
+
+@lru_cache(maxsize=64)
+def _local_threads(situation):
+    return _threads_from_joblib(situation[0])
+
+
+def _threads_from_joblib(n_jobs):
     with warnings.catch_warnings():
         # Inside a dask worker or another daemonic process joblib warns that it
         # falls back to one job, on every call; one thread is the right answer.

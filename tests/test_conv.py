@@ -355,6 +355,20 @@ def test_nan_found_even_when_sum_overflows():
         conv2d(x, f)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_one_non_finite_pixel_is_found_in_any_layout(dtype, bad, order):
+    # C-contiguous batches are summed by a matrix-vector product, others by
+    # np.sum: both must see a single bad pixel anywhere.
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        x = np.asarray(rng.standard_normal((40, 9, 7)), dtype=dtype, order=order)
+        x[tuple(rng.integers(0, n) for n in x.shape)] = bad
+        with pytest.raises(ValueError, match="NaN or infinity"):
+            conv2d(x, np.ones((2, 2)))
+
+
 def test_sparse_input_is_refused():
     sparse = pytest.importorskip("scipy.sparse")
     with pytest.raises(TypeError, match="sparse"):
@@ -439,6 +453,23 @@ def test_float32_centring_per_image_and_not_for_float64():
 
     plan = plan_conv2d(x.shape, np.float64, f.shape)
     assert centring_offsets(x.astype(np.float64), plan) is None
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("method", ["operator", "rowgemm", "toeplitz"])
+def test_float32_few_centred_images_among_many(method, padding):
+    # Two images of thirty far from zero: only their maps get the shift added
+    # back (a gathered subset), and every image is exact to its own rounding.
+    rng = np.random.default_rng(5)
+    f = rng.standard_normal((3, 3, 4)).astype(np.float32)
+    f -= f.mean(axis=(1, 2), keepdims=True)
+    x = rng.random((30, 10, 9)).astype(np.float32)
+    x[[4, 17]] += np.float32(2e4)
+    y = conv2d(x, f, method=method, padding=padding)
+    plan = plan_conv2d(x.shape, x.dtype, f.shape, padding=padding)
+    truth = naive_conv2d(x[..., None], f[..., None], plan.pad).reshape(y.shape)
+    for i in range(30):
+        assert _relative_error(y[i], truth[i], x[i], f) <= 2.0, i
 
 
 def test_out_overlapping_filters_is_refused():

@@ -71,6 +71,28 @@ def test_n_jobs_reads_like_joblib():
         n_threads_for(1.5)
 
 
+def test_n_jobs_follows_joblib_context_although_cached():
+    # The count is kept per joblib situation: a context entered later, or
+    # left, still changes the answer, as joblib.effective_n_jobs says.
+    from joblib import effective_n_jobs, parallel_config
+
+    cores = n_threads_for(-1)
+    assert n_threads_for(None) == 1
+    with parallel_config(n_jobs=-1):
+        assert n_threads_for(None) == cores == min(effective_n_jobs(None), cores)
+    with parallel_config(backend="threading", n_jobs=2):
+        assert n_threads_for(None) == min(2, cores)
+    assert n_threads_for(None) == 1
+    # in another thread: joblib's answer, whatever it is, for that thread
+    import threading
+
+    seen = []
+    worker = threading.Thread(target=lambda: seen.append(n_threads_for(-1)))
+    worker.start()
+    worker.join()
+    assert seen == [min(effective_n_jobs(-1), cores)]
+
+
 def _blas_threads():
     from threadpoolctl import threadpool_info
 
