@@ -191,9 +191,11 @@ def centring_offsets(chunk, plan):
     # product itself).
     grid = chunk[:, :: max(1, chunk.shape[1] // 4), :: max(1, chunk.shape[2] // 4)]
     n = grid.shape[0]
-    pixels = np.ascontiguousarray(
-        np.moveaxis(grid.reshape(n, grid.shape[1] * grid.shape[2], -1), 1, 0)
-    )
+    # one gathering copy, straight into pixel-major order (a reshape of the
+    # strided grid first would copy once more)
+    pixels = np.empty(grid.shape[1:3] + (n,) + grid.shape[3:], grid.dtype)
+    np.copyto(pixels, np.moveaxis(grid, 0, 2))
+    pixels = pixels.reshape((-1,) + pixels.shape[2:])
     low = pixels.min(axis=0).astype(np.float64)
     high = pixels.max(axis=0).astype(np.float64)
     mid, half = (low + high) / 2, (high - low) / 2
