@@ -196,8 +196,7 @@ def conv2d(
     )
     if images.shape[0] == 0:
         return result
-    _check_finite_images(images)
-    run_plan(images, weights, plan, choice, result)
+    run_plan(images, weights, plan, choice, result, check_finite=True)
     return result
 
 
@@ -252,12 +251,16 @@ def _setup(images, filters, *, n_jobs=None, flip=False, **kwargs):
     return images, weights, plan, decide(plan, weights, n_threads, budget)
 
 
-def run_plan(images, weights, plan, choice, result):
+def run_plan(images, weights, plan, choice, result, check_finite=False):
     """Fill ``result`` with the convolution, running ``choice`` chunk by chunk.
 
     ``choice`` is what :func:`~skconv._plan.decide` returned, or a variant
     of it (the cost-model sweep times each strategy with ``split_batch``
-    forced both ways).
+    forced both ways).  ``check_finite`` first refuses NaN and infinity
+    (:func:`_check_finite_images`), under the same BLAS threading as the
+    products: its matrix-vector product on BLAS's threads left them
+    spinning into the products of conv2d's own threads (20 000 28x28
+    images, 8 5x5 filters: 62-67 ms instead of 46 ms).
     """
     # The engine always works on 4-D (n, K, out_h, out_w) output blocks.
     out4 = result[:, None] if plan.squeeze and not plan.depthwise else result
@@ -302,6 +305,8 @@ def run_plan(images, weights, plan, choice, result):
             block[...] = buffer.reshape(block.shape)
 
     if not split:
+        if check_finite:
+            _check_finite_images(images)
         for sl in slices:
             work(sl)
         return
@@ -311,6 +316,8 @@ def run_plan(images, weights, plan, choice, result):
     # W4: 100 64x64 images, 4 15x15 filters).  The limit is process-wide
     # and shared by overlapping calls (see single_threaded_blas).
     with single_threaded_blas():
+        if check_finite:
+            _check_finite_images(images)
         if choice.n_threads == 1 or len(slices) == 1:
             for sl in slices:
                 work(sl)

@@ -62,6 +62,37 @@ def test_threads_do_not_oversubscribe_blas(monkeypatch):
     assert len(seen) == 1 and seen[0] == blas
 
 
+def test_finite_check_runs_under_the_products_blas_threads(monkeypatch):
+    # The NaN check is a matrix-vector product: on BLAS's threads it left
+    # them spinning into the products of conv2d's own threads.  It runs with
+    # BLAS limited exactly when the products do.
+    from threadpoolctl import threadpool_info
+
+    import skconv._conv as conv_module
+
+    seen = []
+    original = conv_module._check_finite_images
+
+    def spy(images):
+        seen.append([i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"])
+        return original(images)
+
+    monkeypatch.setattr(conv_module, "_check_finite_images", spy)
+    images, weights, plan, choice = _setup(
+        np.ones((4000, 10, 10)), np.ones((2, 3, 3)), method="rowgemm", n_jobs=2
+    )
+    result = np.empty(plan.out_shape)
+    run_plan(images, weights, plan, replace(choice, split_batch=True), result, check_finite=True)
+    assert len(seen) == 1 and all(t == 1 for t in seen[0])
+    seen.clear()
+    run_plan(images, weights, plan, replace(choice, split_batch=False), result, check_finite=True)
+    blas = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    assert seen == [blas]
+    seen.clear()
+    conv2d(images, np.ones((2, 3, 3)), method="rowgemm", n_jobs=2)  # conv2d checks, once
+    assert len(seen) == 1
+
+
 def test_n_jobs_reads_like_joblib():
     assert n_threads_for(1) == 1 and n_threads_for(None) == 1
     assert 1 <= n_threads_for(-1) == n_threads_for(10**6)
