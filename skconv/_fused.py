@@ -63,11 +63,16 @@ from ._strategies import METHODS
 from ._threads import map_threads, n_threads_for, single_threaded_blas
 from ._validation import check_option
 
-# Un-pooled maps per block: about a core's L2 (1 MiB on AMD Zen 4, 1.25-2
-# MiB on recent Intel cores), so that the activation and the pooling read
-# the maps from cache.  Measured on 20000 28x28 images, 8 filters 5x5:
-# blocks of 0.5-2 MiB run within noise of each other, 8 MiB ones 1.3x slower.
-BLOCK_BYTES = 2**20
+# Un-pooled maps per block: about twice a core's L2 (1 MiB on AMD Zen 4,
+# 1.25-2 MiB on recent Intel cores), so that the activation and the pooling
+# read the maps from cache while each block's products stay large enough.
+# Measured (2 cores, AVX-512, OpenBLAS, abs and 2x2 max pooling, nine
+# problems from 20000 8x8 images to 500 96x96, 1 to 32 filters of 3x3 to
+# 15x15): 2 MiB blocks took 0.71-1.00 of the time of 1 MiB ones, 0.73-1.00
+# with OpenBLAS's native kernels and 0.71-0.99 with its Haswell ones
+# (20000 28x28 images, 8 5x5 filters: 0.84 and 0.99); 4 MiB ones were
+# slower again (1.08x the 2 MiB time there), 8 MiB ones 1.3x.
+BLOCK_BYTES = 2 * 2**20
 
 
 @dataclass(frozen=True)
