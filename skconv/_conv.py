@@ -150,8 +150,9 @@ def conv2d(
     and the offset times the filter's response to the image's mask (the
     filter's sum, or partial sums at zero-padded borders) is added back in
     float64 before rounding.  This costs an extra pass over the output of
-    those calls only; checking costs a read of a few rows per image (2-5% of
-    a call).  float64 is never centred.  Measured against torch's float32
+    those calls only; checking reads a grid of about 4x4 pixels per image
+    (15 us, 2% of a call, on 1000 28x28 images; 73 us, a fifth of the call,
+    on 5000 8x8 ones).  float64 is never centred.  Measured against torch's float32
     conv2d (single-threaded; largest error over 6 problems, truth in float64;
     images 32x12x12 to 4x36x36; zero-sum rank-1 and rank-2 filters up to
     31x31, filters spanning 8 decades, offsets 0 to 1e5), the largest ratio
