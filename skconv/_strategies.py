@@ -516,14 +516,21 @@ def _toeplitz_matrices(w, spec):
     return CACHE.get(key, build)
 
 
-def _toeplitz_items(spec):
-    g, _, tail = _toeplitz_layout(spec)
+def _band_items(spec):
+    """Entries of one filter's band matrix for a row block, and for a tail row."""
+    g, _, _ = _toeplitz_layout(spec)
     (sh, _), span_h = spec.stride, spec.span[0]
     row_items = spec.width * spec.n_channels
-    items = ((g - 1) * sh + span_h) * row_items * g * spec.out_width
-    if tail:
-        items += span_h * row_items * spec.out_width
-    return spec.n_filters * items
+    return (
+        (g - 1) * sh + span_h
+    ) * row_items * g * spec.out_width, span_h * row_items * spec.out_width
+
+
+def _toeplitz_items(spec):
+    """Entries of the cached band matrices (the tail's only when there is one)."""
+    _, _, tail = _toeplitz_layout(spec)
+    main, single = _band_items(spec)
+    return spec.n_filters * (main + (single if tail else 0))
 
 
 def _toeplitz_run(x, w, spec, out):
@@ -556,11 +563,9 @@ def _toeplitz_macs(spec):
     """Multiply-adds of one image: each of the ``count`` row blocks (and
     each tail row) multiplies its rows by its filter's whole band matrix,
     zeros included."""
-    g, count, tail = _toeplitz_layout(spec)
-    (sh, _), span_h = spec.stride, spec.span[0]
-    row_items = spec.width * spec.n_channels
-    main = count * ((g - 1) * sh + span_h) * row_items * g * spec.out_width
-    return spec.n_filters * (main + tail * span_h * row_items * spec.out_width)
+    _, count, tail = _toeplitz_layout(spec)
+    main, single = _band_items(spec)
+    return spec.n_filters * (count * main + tail * single)
 
 
 def _toeplitz_features(spec):

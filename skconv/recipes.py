@@ -292,7 +292,8 @@ def scattering(
         as it is.  Needs both orders on the same grid: an even ``stride``
         and image sides that are not 1 more than a multiple of it (a
         ValueError says so, at construction when ``image_shape`` is given,
-        else at fit).
+        else when features are first computed: in ``fit`` with
+        ``compress=True``, in ``transform`` without it).
     compress : bool, default=True
         Append the square-root compression (:func:`signed_sqrt`).
     n_jobs : int, default=None
