@@ -49,6 +49,7 @@ import math
 from functools import lru_cache
 from importlib import resources
 
+from ._calibration import spec_sizes
 from ._strategies import METHODS
 
 FEATURES = ("const", "flops", "small", "bytes", "calls", "pack", "out")
@@ -90,7 +91,8 @@ def load_model():
         for dtype, by_mode in by_dtype.items():
             coefficients.setdefault(name, {}).setdefault(dtype, {}).update(by_mode)
     about = {"date": calibration.get("date"), "path": str(_calibration.cache_path())}
-    return dict(model, coefficients=coefficients, calibrated=about)
+    local = _calibration.LocalCorrection(calibration.get("local", {}))
+    return dict(model, coefficients=coefficients, local=local, calibrated=about)
 
 
 def reset():
@@ -113,7 +115,8 @@ def estimate(name, spec, mode, model=None):
     """Estimated seconds of strategy ``name`` on ``spec`` in threading ``mode``.
 
     ``math.inf`` when the model (by default the one in use, see
-    :func:`load_model`) has no weights for it.
+    :func:`load_model`) has no weights for it.  A calibration's local
+    correction, when the model has one, multiplies the weighted counts.
     """
     dtype = spec.dtype.name
     model = load_model() if model is None else model
@@ -121,7 +124,11 @@ def estimate(name, spec, mode, model=None):
     if weights is None:
         return math.inf
     counts = features(name, spec)
-    return float(sum(c * counts.get(f, 0.0) for f, c in weights.items()))
+    seconds = float(sum(c * counts.get(f, 0.0) for f, c in weights.items()))
+    correction = model.get("local")
+    if correction:
+        seconds *= correction.factor(name, dtype, mode, spec_sizes(spec))
+    return seconds
 
 
 def shipped_estimate(name, spec, mode):
