@@ -267,10 +267,20 @@ def gemm_gflops(dtype, size=2048, repeats=5):
 
 def calibration_info():
     """Whether ``auto`` runs on a calibrated cost model here, and which."""
+    from skconv._calibration import current
     from skconv._costmodel import load_model
 
     about = load_model().get("calibrated")
-    return {"used": bool(about), **(about or {})}
+    if not about:
+        return {"used": False}
+    data = current()
+    return {
+        "used": True,
+        **about,
+        "variant": data.get("variant"),
+        "local": bool(data.get("local")),
+        "regret": data.get("regret", {}),
+    }
 
 
 def machine_info():
@@ -751,7 +761,8 @@ def format_report(report):
     lines.append(
         "Cost model of auto: "
         + (
-            f"calibrated on this machine ({cal.get('date')}, {cal.get('path')})"
+            f"calibrated on this machine ({cal.get('date')}, {cal.get('path')}; weights "
+            f"{cal.get('variant')}{' with the local correction' if cal.get('local') else ''})"
             if cal["used"]
             else "shipped weights (not calibrated here)"
         )

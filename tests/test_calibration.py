@@ -10,13 +10,12 @@ from _oracles import naive_conv2d
 
 import skconv
 from skconv import _calibration, conv2d, explain_conv2d
-from skconv._calibration import VARIANT_MARGIN
+from skconv._calibration import SIMPLER_MARGIN
 from skconv._costmodel import (
     choose_method,
     estimate,
     load_model,
     shipped_estimate,
-    shipped_model,
 )
 from skconv._costmodel import features as _calibration_features
 from skconv._plan import plan_conv2d
@@ -135,26 +134,41 @@ def test_calibration_captures_a_shape_dependent_slowdown(cache):
     assert model == shipped["coefficients"]["rowgemm_wide"]["float32"]["blas"]
 
 
-def test_shipped_weights_are_kept_when_the_refit_chooses_no_better(cache):
-    # timings exactly as the shipped model says, but for a mild noise of
-    # +-30% per timing: a refit can only chase the noise
+def test_noisy_timings_move_the_choices_by_no_more_than_the_noise(cache):
+    # timings exactly as the shipped model says, but for a noise of +-30% per
+    # timing: whatever is kept (refit, local correction) only chases it, and
+    # the picks may cost at most the noise's range (1.3 / 0.7) of the true
+    # best, the shipped model being the truth here
     rng = np.random.default_rng(0)
     report = _calibration.calibrate(
         max_seconds=30, timer=scaled_timer(lambda name, spec: float(rng.uniform(0.7, 1.3)))
     )
-    assert report.variant == "shipped" and "weights in use: shipped" in str(report)
-    variants = [report.regret[v] for v in _calibration.VARIANTS]
-    assert report.regret["shipped"] <= VARIANT_MARGIN * min(variants)
-    shipped = shipped_model()["coefficients"]
-    assert load_model()["coefficients"] == shipped
-    # The local correction (kept or not) can only follow the noise, within
-    # its +-30%: at a probe's shape (W4's) and, fading, between probes.
-    for shape, bank in [((100, 64, 64), (4, 15, 15)), ((100, 40, 52), (6, 7, 9))]:
-        spec = plan_conv2d(shape, np.float32, bank).spec
-        for name in METHODS:
-            for mode in ("blas", "threads"):
-                ratio = estimate(name, spec, mode) / shipped_estimate(name, spec, mode)
-                assert 0.7 <= ratio <= 1.3
+    assert f"weights in use: {report.variant}" in str(report)
+    regrets = []
+    for h, k, p in [(28, 8, 5), (64, 4, 15), (8, 4, 3), (40, 6, 7), (100, 2, 9), (20, 16, 3)]:
+        spec = plan_conv2d((500, h, h), np.float32, (k, p, p)).spec
+        truth = {
+            name: min(shipped_estimate(name, spec, mode) for mode in ("blas", "single"))
+            for name in METHODS
+        }
+        pick = choose_method(spec, 1)[0]
+        regrets.append(truth[pick] / min(t for t in truth.values() if math.isfinite(t)))
+    assert max(regrets) <= 1.3 / 0.7
+
+
+@pytest.mark.parametrize(
+    "regret, kept",
+    [
+        ({"shipped": 1.15, "scale": 1.24, "full": 1.21}, "full"),  # within the margin
+        ({"shipped": 1.18, "scale": 1.08, "full": 1.15}, "full"),
+        ({"shipped": 1.20, "scale": 1.04, "full": 1.15}, "scale"),  # 1.04 * 1.1 < 1.15
+        ({"shipped": 1.00, "scale": 1.04, "full": 1.15}, "scale"),  # 1.0 * 1.1 > 1.04
+        ({"shipped": 0.90, "scale": 1.04, "full": 1.15}, "shipped"),
+    ],
+)
+def test_the_refit_is_kept_unless_a_simpler_variant_chooses_clearly_better(regret, kept):
+    assert SIMPLER_MARGIN == 1.10
+    assert _calibration.kept_variant(regret) == kept
 
 
 def test_local_correction_follows_a_slowdown_at_one_measured_shape(cache):
@@ -178,12 +192,13 @@ def test_local_correction_follows_a_slowdown_at_one_measured_shape(cache):
         # far from every probe: the model's own estimate
         ratio = estimate(pick, far, mode) / _estimate_without_local(pick, far, mode)
         assert ratio == pytest.approx(1.0, abs=1e-3)
-    # the file holds each probe's residual: log 20 at W2's shape, 0 elsewhere
-    # (up to the fitted scale)
+    # the file holds each probe's residual: W2's stands out by most of
+    # log 20 = 3.0 (the refit of the weights absorbs part of it, and
+    # over-estimates the other probes a little)
     points = _calibration.current()["local"][pick]["float32"]["blas"]
     residuals = {tuple(p[:6]): p[-1] for p in points}
     others = [r for sizes, r in residuals.items() if sizes != (28, 28, 1, 8, 5, 5)]
-    assert residuals[(28, 28, 1, 8, 5, 5)] - np.median(others) == pytest.approx(math.log(20), 0.01)
+    assert 2.0 < residuals[(28, 28, 1, 8, 5, 5)] - max(others) <= math.log(20)
 
 
 def _estimate_without_local(name, spec, mode):
