@@ -967,7 +967,7 @@ def main(argv=None):
         from skconv import calibrate
 
         _log("calibrating the cost model (skconv.calibrate)")
-        _log(str(calibrate(max_seconds=2.0 if level == "smoke" else 15.0)))
+        _log(str(calibrate(max_seconds=2.0) if level == "smoke" else calibrate()))
     report = {
         "level": level,
         "rounds": rounds,

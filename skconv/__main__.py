@@ -95,6 +95,7 @@ def main(argv=None):
         description="Batched 2-D convolution features for scikit-learn, in pure NumPy.",
     )
     from . import __version__
+    from ._calibration import DEFAULT_SECONDS
 
     parser.add_argument("--version", action="version", version=f"skconv {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{demo,bench,calibrate}")
@@ -129,8 +130,8 @@ def main(argv=None):
     cal_parser.add_argument(
         "--max-seconds",
         type=float,
-        default=15.0,
-        help="time budget of the measurement (default 15)",
+        default=DEFAULT_SECONDS,
+        help=f"time budget of the measurement (default {DEFAULT_SECONDS:g})",
     )
     args, rest = parser.parse_known_args(argv)
     if args.command is None:
