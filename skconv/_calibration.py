@@ -40,7 +40,8 @@ group (1.08-1.09 against 1.15-1.19) on Haswell ones, while on 40 random
 shapes between the probes, timed with every strategy (the benchmark's
 sweep), the refit chose best in both: geometric-mean regret 1.04-1.07
 against 1.12 (shipped) and 1.08 (scale) natively, 1.09-1.13 against 1.21
-and 1.21-1.26 with Haswell kernels.  So the refit is kept unless a simpler
+and 1.21-1.26 with Haswell kernels (and, kept by this rule, 1.03 and 1.10
+on 20 other random shapes).  So the refit is kept unless a simpler
 candidate chooses better on the held-out probes by more than
 ``SIMPLER_MARGIN`` (a refit gone wrong: it once picked a strategy 2.4x
 slower than the shipped weights' pick on a 64x64 problem with 15x15
