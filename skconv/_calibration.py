@@ -1001,7 +1001,7 @@ def calibrate(*, max_seconds=DEFAULT_SECONDS, refresh=False, timer=None, random_
             # to 1.7 us per image, call after call), and a refit took the
             # slow calls for their cost: conv2d then ran a large FFT on one
             # stream, 4.0 ms instead of 2.4.  Estimated threads / one stream
-            # over three calibrations each, against 0.6-0.7 in the
+            # over three calibrations each (two with 18), against 0.6-0.7 in the
             # benchmark's best of 14: with 3 timed calls 0.83-1.02 (50 96x96
             # images, 4 31x31 filters), 0.82-0.99 (1000 28x28, 8 5x5); with
             # 9 0.86-0.92, 0.63-0.86; with 18 0.81-0.82, 0.58-0.59.

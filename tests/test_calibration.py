@@ -333,6 +333,23 @@ def test_corrupted_calibration_is_ignored_with_a_warning(cache, content):
 # --- the real thing, tiny ---------------------------------------------------------------
 
 
+def test_threads_mode_is_timed_more_often(cache, monkeypatch):
+    # two threads of ours vary most from call to call: their best of more
+    # calls is what conv2d gets at best, as for the other modes
+    rounds_by_mode = {}
+
+    def record(name, spec, mode, call, rounds, cap):
+        rounds_by_mode.setdefault(mode, set()).add(rounds)
+        seconds = shipped_estimate(name, spec, mode)
+        return seconds if math.isfinite(seconds) else 1e-3
+
+    monkeypatch.setattr(_calibration, "measure_time", record)
+    _calibration.calibrate(max_seconds=1)
+    assert rounds_by_mode["blas"] == rounds_by_mode["single"] == {1}
+    if "threads" in rounds_by_mode:  # (a machine with more than one core)
+        assert rounds_by_mode["threads"] == {_calibration.THREADS_ROUNDS}
+
+
 def test_tiny_real_calibration_runs_and_auto_stays_exact(cache):
     report = skconv.calibrate(max_seconds=1)
     assert report.measured and report.n_timings > 0 and report.path.parent == cache
