@@ -37,8 +37,9 @@ the strategy and threading mode it picks over the fastest measured, for
 where a refit extrapolates: it once favoured the shipped weights (1.15
 against 1.21 for the refit) on native OpenBLAS kernels, and one scale per
 group (1.08-1.09 against 1.15-1.19) on Haswell ones, while on 40 random
-shapes between the probes, timed with every strategy (the benchmark's
-sweep), the refit chose best in both: geometric-mean regret 1.04-1.07
+shapes between the probes (two calibrations' timings per setting, replayed
+against every strategy's time on the benchmark's sweep), the refit chose
+best in both: geometric-mean regret 1.04-1.07
 against 1.12 (shipped) and 1.08 (scale) natively, 1.09-1.13 against 1.21
 and 1.21-1.26 with Haswell kernels (and, kept by this rule, 1.03 and 1.10
 on 20 other random shapes).  So the refit is kept unless a simpler
