@@ -52,7 +52,7 @@ What the weights cannot say
 ---------------------------
 A few weights per group cannot follow every quirk of a BLAS: with
 OpenBLAS's Haswell kernels on an AVX-512 machine, the Toeplitz strategy ran
-1000 28x28 images with 8 5x5 filters 1.6x slower than its group's best
+28x28 images with 8 5x5 filters 1.6x slower per image than its group's best
 scale says, while the same weights fit its other probes, and the choice
 there against the row GEMMs came down to 1 %.  The calibration therefore
 keeps, per group, the log residual ``log(measured / estimated)`` of each
@@ -591,6 +591,14 @@ def spec_sizes(spec):
     )
 
 
+def _record_estimate(record, coefficients):
+    """Seconds ``coefficients`` estimate for a timing record; None without weights."""
+    weights = coefficients.get(record["method"], {}).get(record["dtype"], {}).get(record["mode"])
+    if not weights:
+        return None
+    return sum(w * record["counts"].get(f, 0.0) for f, w in weights.items())
+
+
 def local_residuals(records, coefficients):
     """Each probe's log residual under ``coefficients``, per group.
 
@@ -602,11 +610,8 @@ def local_residuals(records, coefficients):
     """
     local = {}
     for r in records:
-        weights = coefficients.get(r["method"], {}).get(r["dtype"], {}).get(r["mode"])
-        if not weights:
-            continue
-        est = sum(w * r["counts"].get(f, 0.0) for f, w in weights.items())
-        if not est > 0:
+        est = _record_estimate(r, coefficients)
+        if not est:  # no weights, or no counts they weigh
             continue
         residual = float(f"{math.log(r['seconds'] / est):.4g}")
         group = local.setdefault(r["method"], {}).setdefault(r["dtype"], {})
@@ -727,10 +732,9 @@ def _regrets(records, coefficients, local=None):
             for r in rows:
                 if r["mode"] not in modes:
                     continue
-                weights = coefficients.get(r["method"], {}).get(r["dtype"], {}).get(r["mode"])
-                if not weights:
+                est = _record_estimate(r, coefficients)
+                if est is None:
                     continue
-                est = sum(w * r["counts"].get(f, 0.0) for f, w in weights.items())
                 est *= correction.factor(
                     r["method"], r["dtype"], r["mode"], probe_sizes(r["probe"])
                 )
@@ -998,7 +1002,7 @@ def calibrate(*, max_seconds=DEFAULT_SECONDS, refresh=False, timer=None, random_
 
         def timer(name, spec, mode, call):
             # Two threads of ours, scheduled by the OS, vary the most (the
-            # row GEMM's threads on 1889 28x28 images at stride 2 took 1.0
+            # wide row GEMM's threads on 1889 28x28 images at stride 2 took 1.0
             # to 1.7 us per image, call after call), and a refit took the
             # slow calls for their cost: conv2d then ran a large FFT on one
             # stream, 4.0 ms instead of 2.4.  Estimated threads / one stream

@@ -49,7 +49,7 @@ import math
 from functools import lru_cache
 from importlib import resources
 
-from ._calibration import spec_sizes
+from . import _calibration
 from ._strategies import METHODS
 
 FEATURES = ("const", "flops", "small", "bytes", "calls", "pack", "out")
@@ -74,11 +74,11 @@ def load_model():
 
     A calibration (:func:`skconv.calibrate`, cached per machine and BLAS by
     ``_calibration.py``) replaces the weights of the (strategy, dtype, mode)
-    groups it measured; ``calibrated`` then holds its date and file.  Read
-    once per process, on the first estimate.
+    groups it measured; ``calibrated`` then holds its date and file, and
+    ``local`` its correction near the measured shapes (a
+    ``_calibration.LocalCorrection``).  Read once per process, on the first
+    estimate.
     """
-    from . import _calibration
-
     model = shipped_model()
     calibration = _calibration.current()
     if calibration is None:
@@ -127,7 +127,7 @@ def estimate(name, spec, mode, model=None):
     seconds = float(sum(c * counts.get(f, 0.0) for f, c in weights.items()))
     correction = model.get("local")
     if correction:
-        seconds *= correction.factor(name, dtype, mode, spec_sizes(spec))
+        seconds *= correction.factor(name, dtype, mode, _calibration.spec_sizes(spec))
     return seconds
 
 
