@@ -59,7 +59,7 @@ from ._padding import (
 )
 from ._plan import decide, plan_conv2d
 from ._pooling import pool_into, pool_work_items, pooled_shape
-from ._strategies import METHODS
+from ._strategies import METHODS, maps_buffer
 from ._threads import map_threads, n_threads_for, single_threaded_blas
 from ._validation import check_option
 
@@ -198,7 +198,12 @@ def plan_fused(
     per_image, per_input = _image_bytes(one, activation, pool), one.spec.n_images
 
     def plan_for(block):
-        return plan_conv2d((block,) + image_shape, dtype, filters.shape, flip=flip, **conv)
+        plan = plan_conv2d((block,) + image_shape, dtype, filters.shape, flip=flip, **conv)
+        # The maps are only read back here, so they may stay in the order
+        # a strategy computes them (not for depthwise filters, whose maps
+        # of one image come from several of the strategy's images).
+        spec = replace(plan.spec, maps_in_strategy_order=per_input == 1)
+        return replace(plan, spec=spec)
 
     block = max(1, block_bytes // max(conv_maps * out_h * out_w * one.dtype.itemsize, 1))
     if budget is not None:
@@ -337,14 +342,16 @@ def _run_blocks(fused, images, out, blocks):
     spec = fused.spec
     per_input = spec.n_images // fused.block
     strategy = METHODS[fused.method]
+    order = strategy.out_order if spec.maps_in_strategy_order else (0, 1, 2, 3)
     conv_maps = spec.n_filters * per_input  # maps of one image, depthwise channels included
+    map_shape = (spec.n_filters, spec.out_height, spec.out_width)
     map_items = spec.out_height * spec.out_width
-    maps_buffer = np.empty(fused.block * conv_maps * map_items, plan.dtype)
+    maps_flat = np.empty(fused.block * conv_maps * map_items, plan.dtype)
     pool, split = fused.pool, fused.activation == "split"
     positive = work = None
     if pool is not None:
         if split:
-            positive = np.empty_like(maps_buffer)
+            positive = np.empty_like(maps_flat)
         work_items = pool_work_items(
             (spec.out_height, spec.out_width),
             pool["size"],
@@ -363,20 +370,12 @@ def _run_blocks(fused, images, out, blocks):
         # transformer's dask blocks reach here unchecked, and NaN would
         # spread through the fast strategies instead of raising.
         _check_finite_images(x)
-        flat = maps_buffer[: g * conv_maps * map_items]
-        strategy.run(
-            x,
-            fused.weights,
-            specs[g],
-            flat.reshape(g * per_input, spec.n_filters, spec.out_height, spec.out_width),
-        )
+        strategy_maps = maps_buffer(maps_flat, (g * per_input,) + map_shape, order)
+        strategy.run(x, fused.weights, specs[g], strategy_maps)
         if offsets is not None:
-            add_back(
-                flat.reshape(g * per_input, spec.n_filters, spec.out_height, spec.out_width),
-                offsets,
-                fused.correction,
-            )
-        maps = flat.reshape(g, conv_maps, spec.out_height, spec.out_width)
+            add_back(strategy_maps, offsets, fused.correction)
+        # a view: with several images per input (depthwise) the order is C's
+        maps = strategy_maps.reshape(g, conv_maps, spec.out_height, spec.out_width)
         target = out[sl]
         if pool is None:
             if split:
@@ -385,7 +384,7 @@ def _run_blocks(fused, images, out, blocks):
                 np.copyto(target, rectify(maps, fused.activation, copy=False))
             continue
         if split:
-            pos = positive[: flat.size].reshape(maps.shape)
+            pos = maps_buffer(positive, maps.shape, order)
             split_into(maps, pos, maps)
             pool_into(pos, target[:, 0::2], **pool, work=work)
             pool_into(maps, target[:, 1::2], **pool, work=work)

@@ -272,7 +272,8 @@ _SHIFT_BYTES = 2**20
 def add_back(maps, offsets, correction):
     """``maps`` (n', K, out_h, out_w) of centred images += offsets x response, in place.
 
-    One pass over ``maps`` (C-contiguous).  The shifts are computed in
+    One pass over ``maps`` (any strides: the fused transform's maps may be
+    stored in a strategy's own order).  The shifts are computed in
     float64 and rounded once to float32 when the response is one value per
     map (no zero padding) or the images have channels (their shares could
     cancel).  Otherwise, the product of the float32 offset and response
@@ -298,8 +299,7 @@ def _add_back_all(maps, offsets, correction):
     c, size = offsets.shape[1], oh * ow
     if response.shape[2:] == (1, 1):  # one value per map
         shift = offsets.astype(np.float64) @ response[:, :, 0, 0].T  # (n', K)
-        flat = maps.reshape(n * k, size)
-        np.add(flat, shift.reshape(-1, 1).astype(maps.dtype), out=flat)
+        np.add(maps, shift[:, :, None, None].astype(maps.dtype), out=maps)
         return
     step = max(1, min(k, _RESPONSE_BYTES // (c * size * 8)))
     for f0 in range(0, k, step):
@@ -316,5 +316,5 @@ def _add_back_all(maps, offsets, correction):
                 np.multiply(offsets[s : s + g], full, out=tmp[:g])
             else:
                 np.copyto(tmp[:g], offsets[s : s + g].astype(np.float64) @ full)
-            target = maps[s : s + g, f0:f1].reshape(g, (f1 - f0) * size)
-            np.add(target, tmp[:g], out=target)
+            target = maps[s : s + g, f0:f1]
+            np.add(target, tmp[:g].reshape(target.shape), out=target)

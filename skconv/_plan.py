@@ -36,6 +36,10 @@ class ConvSpec:
     chunks of it.  ``filter_rank`` is the largest numerical rank of the
     filters (see ``_strategies.filter_rank``) once they are known, None
     before (the cost model then assumes full rank).
+    ``maps_in_strategy_order`` is True when the caller takes the maps in
+    the strategy's own memory order (``Strategy.out_order``), as the fused
+    transform does: a strategy that would copy its result into C order
+    then neither does nor is priced for it.
     """
 
     n_images: int
@@ -51,6 +55,7 @@ class ConvSpec:
     out_width: int
     dtype: np.dtype
     filter_rank: int | None = None
+    maps_in_strategy_order: bool = False
 
     @property
     def itemsize(self):

@@ -249,8 +249,17 @@ def pool_into(maps, out, size=2, *, stride=None, op="max", grid=None, work=None)
 
 
 def _buffer(work, shape, like):
-    """A ``shape`` view of the flat ``work`` array, or a new array if it is too small."""
+    """A ``shape`` view of the flat ``work`` array, or a new array if it is too small.
+
+    When ``shape`` has as many axes as ``like``, its axes are stored in the
+    order of ``like``'s strides: a ufunc pass from one into the other then
+    runs along both memories at once (for the fused transform's maps stored
+    row-major across images, in long inner loops instead of one per map row).
+    """
     items = math.prod(shape)
-    if work is not None and work.size >= items:
+    if work is None or work.size < items:
+        work = np.empty(items, like.dtype)
+    if len(shape) != like.ndim or like.flags.c_contiguous:
         return work[:items].reshape(shape)
-    return np.empty(shape, like.dtype)
+    order = sorted(range(like.ndim), key=lambda axis: -abs(like.strides[axis]))
+    return work[:items].reshape([shape[axis] for axis in order]).transpose(np.argsort(order))

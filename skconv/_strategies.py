@@ -8,7 +8,11 @@ Every strategy computes the same thing on one chunk of images that the driver
 
 with ``x`` of shape (n, H, W, C), ``w`` of shape (K, p, q, C) (already flipped
 when a true convolution was asked for, already in ``x``'s dtype) and ``out``
-a C-contiguous (n, K, out_h, out_w) array that the strategy fills in place.
+an (n, K, out_h, out_w) array that the strategy fills in place: C-contiguous
+for ``conv2d``; laid out in the strategy's own ``out_order`` when the fused
+transform, which only reads the maps back, asks for that with
+``ConvSpec.maps_in_strategy_order`` (then a strategy that would copy its
+result into C order writes it where it computes it).
 The problem's geometry comes as a ``ConvSpec`` (``_plan.py``).
 
 A strategy is a :class:`Strategy` registered in :data:`METHODS`, and describes
@@ -40,7 +44,8 @@ The strategies:
 ``"rowgemm_wide"``
     The same buffer with the images interleaved inside each row, so that
     one output row of a whole group of images is a single wide product;
-    costs one copy of the output block.  Best for large filters.
+    costs one copy of the output block, none when the maps may stay in its
+    (row, filter, image, column) order.  Best for large filters.
 ``"toeplitz"``
     Each filter row acts as a banded (Toeplitz) matrix on two image rows
     at a time, read through a free strided view of ``x``: one GEMM per
@@ -120,6 +125,11 @@ class Strategy:
     fixed_bytes : callable, default: zero
         ``fixed_bytes(spec) -> int``: memory of the preprocessed filters the
         strategy keeps in its cache while it runs (independent of the chunk).
+    out_order : tuple, default: (0, 1, 2, 3)
+        The axes of ``out`` (image, filter, row, column) from the slowest
+        to the fastest in memory in the order ``run`` computes them: given
+        an ``out`` laid out so (see :func:`maps_buffer`), ``run`` skips
+        its copy into C order.
     """
 
     name: str
@@ -129,6 +139,7 @@ class Strategy:
     supports: Callable = _always
     workspace_bytes: Callable = _zero
     fixed_bytes: Callable = _zero
+    out_order: tuple = (0, 1, 2, 3)
 
 
 METHODS = {}
@@ -141,6 +152,16 @@ def register(strategy):
         raise ValueError(f"strategy name must be new; got {strategy.name!r}.")
     METHODS[strategy.name] = strategy
     return strategy
+
+
+def maps_buffer(flat, shape, order):
+    """A ``shape`` view of the flat array ``flat`` whose axes run in ``order`` in memory.
+
+    ``maps_buffer(flat, (n, K, h, w), (2, 1, 0, 3))`` is an (n, K, h, w)
+    array stored as (h, K, n, w), as :attr:`Strategy.out_order` describes.
+    """
+    stored = flat[: math.prod(shape)].reshape([shape[a] for a in order])
+    return stored.transpose([order.index(a) for a in range(len(order))])
 
 
 def window_view(x, spec):
@@ -420,7 +441,8 @@ def _wide_run(x, w, spec, out):
     rows_items, out_items = _wide_image_items(spec)
     group = _wide_group(spec, n)
     rows_buf = np.empty(group * rows_items, x.dtype)
-    out_buf = np.empty(group * out_items, x.dtype)
+    in_place = out.strides[3] == isz and out.strides[0] == ow * isz
+    out_buf = None if in_place else np.empty(group * out_items, x.dtype)
     for s in range(0, n, group):
         g = min(group, n - s)
         xs = x[s : s + g]
@@ -433,7 +455,12 @@ def _wide_run(x, w, spec, out):
             writeable=False,
         )
         _fill_rows(rows, src, dh)
-        result = out_buf[: g * out_items].reshape(oh, k, g, ow)
+        if in_place:
+            # out is stored (row, filter, image, column): this group's
+            # (image, column) pairs are one unit-stride axis of it already
+            result = out[s : s + g].transpose(2, 1, 0, 3)
+        else:
+            result = out_buf[: g * out_items].reshape(oh, k, g, ow)
         for i0, step, count, ph, t0, t_step in _row_phases(spec):
             blocks = as_strided(
                 rows[ph, t0],
@@ -442,15 +469,19 @@ def _wide_run(x, w, spec, out):
                 writeable=False,
             )
             target = as_strided(
-                result[i0], (count, k, g * ow), (step * result.strides[0], g * ow * isz, isz)
+                result[i0], (count, k, g * ow), (step * result.strides[0], result.strides[1], isz)
             )
             np.matmul(wm, blocks, out=target)
-        # (image, output column) is not one uniform stride of out: one copy.
-        np.copyto(out[s : s + g].transpose(2, 1, 0, 3), result)
+        if not in_place:
+            # (image, output column) is not one uniform stride of a
+            # C-contiguous out: one copy.
+            np.copyto(out[s : s + g].transpose(2, 1, 0, 3), result)
 
 
 def _wide_workspace(spec, n):
     rows, outs = _wide_image_items(spec)
+    if spec.maps_in_strategy_order:
+        outs = 0
     return _wide_group(spec, n) * (rows + outs) * spec.itemsize
 
 
@@ -463,7 +494,11 @@ def _wide_features(spec):
     return {
         "flops": 2.0 * n * spec.macs_per_image,
         "small": 2.0 * _small_gemm(k, group * ow, taps) * n * spec.macs_per_image,
-        "bytes": 2.0 * n * (rows + 2 * outs) * spec.itemsize,
+        # the products write the maps, a copy into C order reads and writes them again
+        "bytes": 2.0
+        * n
+        * (rows + (1 if spec.maps_in_strategy_order else 2) * outs)
+        * spec.itemsize,
         "calls": float(calls),
         "pack": float(calls * taps * (k + group * ow)),
     }
@@ -476,6 +511,7 @@ register(
         run=_wide_run,
         features=_wide_features,
         workspace_bytes=_wide_workspace,
+        out_order=(2, 1, 0, 3),
     )
 )
 

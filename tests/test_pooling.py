@@ -277,3 +277,19 @@ def test_pool_into_with_a_work_buffer(size, stride, grid):
     np.testing.assert_array_equal(out, expected)
     if items:
         assert not np.isnan(work).all()  # the buffer was used, not a fresh one
+
+
+@pytest.mark.parametrize("order", [(2, 1, 0, 3), (3, 2, 1, 0)])
+@pytest.mark.parametrize("size, stride", [((2, 2), (2, 2)), ((3, 2), (1, 1))])
+def test_pool_into_maps_stored_in_another_order(order, size, stride):
+    # The fused transform pools maps stored (row, filter, image, column): the
+    # work buffer follows that order; the result must not depend on it.
+    rng = np.random.default_rng(7)
+    maps = rng.standard_normal((5, 3, 9, 8))
+    stored = np.ascontiguousarray(maps.transpose(order)).transpose(np.argsort(order))
+    assert not stored.flags.c_contiguous
+    out = np.empty_like(pool2d(maps, size, stride=stride))
+    items = pool_work_items((9, 8), size, stride=stride)
+    work = np.full(15 * items, np.nan)
+    pool_into(stored, out, size, stride=stride, work=work)
+    np.testing.assert_array_equal(out, naive_pool(maps, size, stride, "max"))

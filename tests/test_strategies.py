@@ -5,7 +5,9 @@ from the definition (tests/_oracles.py), and torch.conv2d when it is
 importable.  No test here is timed.
 """
 
+import math
 import tracemalloc
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ from sklearn import config_context
 
 from skconv import _cache, conv2d
 from skconv._plan import ConvSpec, plan_conv2d
-from skconv._strategies import METHODS, Strategy, filter_rank, register
+from skconv._strategies import METHODS, Strategy, filter_rank, maps_buffer, register
 
 FAST = [name for name in METHODS if name != "einsum"]
 
@@ -28,6 +30,20 @@ def tolerance(dtype, x, w):
     """Absolute tolerance: rounding of sums of |x||w| terms in ``dtype``."""
     scale = np.abs(x).max(initial=0) * np.abs(w).reshape(len(w), -1).sum(axis=1).max(initial=0)
     return 32 * np.finfo(dtype).eps * (scale + 1)
+
+
+def tap_sums(x, w, stride, dilation):
+    """The definition as a sum of shifted slices (naive() is too slow for 300 images)."""
+    (sh, sw), (dh, dw) = stride, dilation
+    k, p, q, _ = w.shape
+    oh = (x.shape[1] - dh * (p - 1) - 1) // sh + 1
+    ow = (x.shape[2] - dw * (q - 1) - 1) // sw + 1
+    out = np.zeros((x.shape[0], k, oh, ow))
+    for u in range(p):
+        for v in range(q):
+            tap = x[:, u * dh :: sh, v * dw :: sw][:, :oh, :ow]  # (n, oh, ow, c)
+            out += np.einsum("nijc,kc->nkij", tap, w[:, u, v])
+    return out
 
 
 def spec_for(x, w, stride=(1, 1), dilation=(1, 1)):
@@ -177,6 +193,40 @@ def test_writes_in_place_into_out(name):
     assert np.isfinite(block).all()
     assert np.isnan(big[0]).all() and np.isnan(big[6]).all()
     np.testing.assert_allclose(block, naive(x, w), rtol=0, atol=tolerance(np.float32, x, w))
+
+
+@pytest.mark.parametrize("name", FAST)
+@pytest.mark.parametrize("stride, dilation", [((1, 1), (1, 1)), ((2, 1), (1, 2))])
+def test_writes_in_its_own_order_when_asked(name, stride, dilation):
+    # The fused transform hands every strategy maps stored in its out_order:
+    # the result must land in that buffer (no copy lost) and equal the oracle,
+    # in the groups the strategy cuts a large batch into as well.
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((300, 40, 40, 1))  # rowgemm_wide: 8 groups of images
+    w = rng.standard_normal((3, 3, 4, 1))
+    spec = replace(spec_for(x, w, stride, dilation), maps_in_strategy_order=True)
+    order = METHODS[name].out_order
+    shape = (300, 3, spec.out_height, spec.out_width)
+    flat = np.full(math.prod(shape) + 5, np.nan)
+    out = maps_buffer(flat, shape, order)
+    assert np.shares_memory(out, flat)
+    METHODS[name].run(x, w, spec, out)
+    assert np.isnan(flat[-5:]).all()
+    np.testing.assert_allclose(out, tap_sums(x, w, stride, dilation), rtol=0, atol=1e-12)
+    stored = flat[:-5].reshape([shape[a] for a in order])
+    np.testing.assert_array_equal(stored, out.transpose(order))
+
+
+def test_wide_skips_its_copy_only_when_the_maps_stay_in_its_order():
+    x = np.zeros((50, 28, 28, 1), np.float32)
+    w = np.zeros((8, 5, 5, 1), np.float32)
+    spec = spec_for(x, w)
+    own = replace(spec, maps_in_strategy_order=True)
+    wide = METHODS["rowgemm_wide"]
+    assert wide.out_order == (2, 1, 0, 3)
+    assert wide.workspace_bytes(own, 50) < wide.workspace_bytes(spec, 50)
+    assert wide.features(own)["bytes"] < wide.features(spec)["bytes"]
+    assert METHODS["rowgemm"].features(own) == METHODS["rowgemm"].features(spec)
 
 
 def test_noncontiguous_out_through_conv2d():
