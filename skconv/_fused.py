@@ -63,16 +63,18 @@ from ._strategies import METHODS, maps_buffer
 from ._threads import map_threads, n_threads_for, single_threaded_blas
 from ._validation import check_option
 
-# Un-pooled maps per block: about twice a core's L2 (1 MiB on AMD Zen 4,
+# Un-pooled maps per block: a few times a core's L2 (1 MiB on AMD Zen 4,
 # 1.25-2 MiB on recent Intel cores), so that the activation and the pooling
-# read the maps from cache while each block's products stay large enough.
-# Measured (2 cores, AVX-512, OpenBLAS, abs and 2x2 max pooling, nine
-# problems from 20000 8x8 images to 500 96x96, 1 to 32 filters of 3x3 to
-# 15x15): 2 MiB blocks took 0.71-1.00 of the time of 1 MiB ones, 0.73-1.00
-# with OpenBLAS's native kernels and 0.71-0.99 with its Haswell ones
-# (20000 28x28 images, 8 5x5 filters: 0.84 and 0.99); 4 MiB ones were
-# slower again (1.08x the 2 MiB time there), 8 MiB ones 1.3x.
-BLOCK_BYTES = 2 * 2**20
+# read the maps from cache (L2 or the shared L3) while each block's products
+# stay large and the per-block Python overhead small: every NumPy call hands
+# the GIL over, which two threads feel block by block.  Measured with
+# benchmarks/block_sweep.py (2 cores, AVX-512, OpenBLAS; seven problems from
+# 20000 8x8 images to 500 96x96, 4 to 32 filters of 3x3 to 15x15; abs and
+# 2x2 max pooling; one thread and two): 4 MiB blocks were within 1.04 of the
+# fastest of 1, 2, 4 and 8 MiB everywhere but one case (1.10), in both
+# kernel settings; 2 MiB blocks up to 1.34 (20000 28x28 images, 8 5x5
+# filters, two threads: 63.7 ms against 71.1 with 2 MiB, 91.2 with 1 MiB).
+BLOCK_BYTES = 4 * 2**20
 
 
 @dataclass(frozen=True)
