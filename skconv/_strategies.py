@@ -217,11 +217,34 @@ def _row_phases(spec):
         )
 
 
+def copy_runs(dst, src):
+    """``np.copyto(dst, src)``, each run along the last axis moved as one element.
+
+    NumPy's copy pays for every inner loop, and between these buffers the
+    inner loops are the runs: a row of a few dozen pixels.  When the last
+    axis is contiguous in both arrays, a void dtype of the run's bytes makes
+    each run one element, and the inner loop goes over the other axes
+    (measured: W10's copy into the output's order 0.35 -> 0.18 ms, the row
+    buffer of 83 28x28 images 60 -> 41 us).  Otherwise a plain copy.
+    """
+    run = dst.shape[-1] * dst.itemsize if dst.ndim else 0
+    if (
+        run == 0
+        or dst.shape != src.shape
+        or dst.dtype != src.dtype
+        or dst.strides[-1] != dst.itemsize
+        or src.strides[-1] != src.itemsize
+    ):
+        np.copyto(dst, src)
+        return
+    np.copyto(dst.view(f"V{run}")[..., 0], src.view(f"V{run}")[..., 0])
+
+
 def _fill_rows(dst, src, dh):
     """Copy image rows into a phase-major row buffer (phase axis first in ``dst``)."""
     height = src.shape[0]
     for ph in range(dh):
-        np.copyto(dst[ph, : len(range(ph, height, dh))], src[ph::dh])
+        copy_runs(dst[ph, : len(range(ph, height, dh))], src[ph::dh])
 
 
 def _row_buffer_shape(spec):
@@ -475,7 +498,7 @@ def _wide_run(x, w, spec, out):
         if not in_place:
             # (image, output column) is not one uniform stride of a
             # C-contiguous out: one copy.
-            np.copyto(out[s : s + g].transpose(2, 1, 0, 3), result)
+            copy_runs(out[s : s + g].transpose(2, 1, 0, 3), result)
 
 
 def _wide_workspace(spec, n):
@@ -815,7 +838,7 @@ def _separable_run(x, w, spec, out):
         # Rows outermost, images inside: one output row's p input rows of
         # the whole group are one (p, g*W) matrix.
         xt = flat[: height * g * width].reshape(height, g, width)
-        np.copyto(xt, x[s : s + g, :, :, 0].transpose(1, 0, 2))
+        copy_runs(xt, x[s : s + g, :, :, 0].transpose(1, 0, 2))
         stop = height * g * width + oh * k * r * g * width
         cpass = flat[height * g * width : stop].reshape(oh, k, r, g, width)
         view = as_strided(
