@@ -49,6 +49,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ._activation import ACTIVATIONS, rectify, split_into
+from ._buffers import ordered_view
 from ._conv import _check_finite_images, _prepare_filters
 from ._padding import (
     NO_PADDING,
@@ -59,7 +60,7 @@ from ._padding import (
 )
 from ._plan import decide, plan_conv2d
 from ._pooling import pool_into, pool_work_items, pooled_shape
-from ._strategies import METHODS, maps_buffer
+from ._strategies import METHODS
 from ._threads import map_threads, n_threads_for, single_threaded_blas
 from ._validation import check_option
 
@@ -372,7 +373,7 @@ def _run_blocks(fused, images, out, blocks):
         # transformer's dask blocks reach here unchecked, and NaN would
         # spread through the fast strategies instead of raising.
         _check_finite_images(x)
-        strategy_maps = maps_buffer(maps_flat, (g * per_input,) + map_shape, order)
+        strategy_maps = ordered_view(maps_flat, (g * per_input,) + map_shape, order)
         strategy.run(x, fused.weights, specs[g], strategy_maps)
         if offsets is not None:
             add_back(strategy_maps, offsets, fused.correction)
@@ -386,7 +387,7 @@ def _run_blocks(fused, images, out, blocks):
                 np.copyto(target, rectify(maps, fused.activation, copy=False))
             continue
         if split:
-            pos = maps_buffer(positive, maps.shape, order)
+            pos = ordered_view(positive, maps.shape, order)
             split_into(maps, pos, maps)
             pool_into(pos, target[:, 0::2], **pool, work=work)
             pool_into(maps, target[:, 1::2], **pool, work=work)

@@ -20,6 +20,7 @@ Examples
 
 import numpy as np
 
+from ._buffers import copy_runs
 from ._validation import check_pair, is_int
 
 PAD_MODES = ("constant", "reflect", "symmetric", "edge", "wrap")
@@ -134,7 +135,12 @@ def prepare_chunk(chunk, plan, offsets=None):
         x = np.zeros(shape, plan.dtype)
         inside = x[..., top : top + chunk.shape[-3], left : left + chunk.shape[-2], :]
         if offsets is None:
-            inside[...] = chunk
+            # rows of pixels (with their channels) moved whole
+            rows = inside.shape[:-2] + (inside.shape[-2] * inside.shape[-1],)
+            if chunk.dtype == x.dtype and chunk.strides[-2:] == inside.strides[-2:]:
+                copy_runs(inside.reshape(rows), chunk.reshape(rows))
+            else:
+                inside[...] = chunk
         else:
             np.subtract(chunk, offsets, out=inside)
     else:

@@ -5,6 +5,7 @@ import math
 import numpy as np
 
 from ._activation import ACTIVATIONS, rectify
+from ._buffers import copy_runs, order_of, ordered_view
 from ._validation import as_real_array, check_option, check_out, check_pair, float_dtype
 
 POOL_OPS = ("max", "mean", "sum")
@@ -180,6 +181,10 @@ def pool_work_items(map_shape, size=2, *, stride=None, grid=None):
         return 0
     ph, pw = check_pair(size, "size")
     _, sw = (ph, pw) if stride is None else check_pair(stride, "stride")
+    return _row_pass_items(out_h, out_w, ph, pw, sw) + (out_h * out_w if pw > 1 else 0)
+
+
+def _row_pass_items(out_h, out_w, ph, pw, sw):
     return out_h * (sw * (out_w - 1) + pw) if ph > 1 and pw > 1 else 0
 
 
@@ -191,7 +196,8 @@ def pool_into(maps, out, size=2, *, stride=None, op="max", grid=None, work=None)
     view (the transformer pools straight into its output's columns).
     ``work``, a flat array of ``maps.dtype`` with at least
     :func:`pool_work_items` elements per map, is used for the intermediate
-    row pass instead of a fresh allocation.
+    row pass instead of a fresh allocation, and for the column pass when
+    ``out`` is stored in another order than ``maps``.
     """
     h, w = maps.shape[-2:]
     out_h, out_w = out.shape[-2:]
@@ -240,9 +246,19 @@ def pool_into(maps, out, size=2, *, stride=None, op="max", grid=None, work=None)
         band = rows[0]
     if pw > 1:
         taps = [band[..., v : v + sw * (out_w - 1) + 1 : sw] for v in range(pw)]
-        combine(taps[0], taps[1], out=out)
+        target = out
+        if order_of(out) != order_of(band):
+            # Maps stored in another order than out (the fused transform's,
+            # row-major across images): the pass runs along the maps' memory
+            # into work, and moves into out by whole pooled rows.
+            n_rows = math.prod(lead) * _row_pass_items(out_h, out_w, ph, pw, sw)
+            rest = None if work is None else work[n_rows:]
+            target = _buffer(rest, out.shape, band)
+        combine(taps[0], taps[1], out=target)
         for tap in taps[2:]:
-            combine(out, tap, out=out)
+            combine(target, tap, out=target)
+        if target is not out:
+            copy_runs(out, target)
     if op == "mean":
         out /= ph * pw
     return out
@@ -261,5 +277,4 @@ def _buffer(work, shape, like):
         work = np.empty(items, like.dtype)
     if len(shape) != like.ndim or like.flags.c_contiguous:
         return work[:items].reshape(shape)
-    order = sorted(range(like.ndim), key=lambda axis: -abs(like.strides[axis]))
-    return work[:items].reshape([shape[axis] for axis in order]).transpose(np.argsort(order))
+    return ordered_view(work, shape, order_of(like))

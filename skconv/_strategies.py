@@ -90,6 +90,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
+from ._buffers import copy_runs
 from ._cache import CACHE, FilterCache
 from ._fft import fft_features, fft_fixed, fft_run, fft_workspace
 
@@ -128,7 +129,7 @@ class Strategy:
     out_order : tuple, default: (0, 1, 2, 3)
         The axes of ``out`` (image, filter, row, column) from the slowest
         to the fastest in memory in the order ``run`` computes them: given
-        an ``out`` laid out so (see :func:`maps_buffer`), ``run`` skips
+        an ``out`` laid out so (``_buffers.ordered_view``), ``run`` skips
         its copy into C order.
     """
 
@@ -152,16 +153,6 @@ def register(strategy):
         raise ValueError(f"strategy name must be new; got {strategy.name!r}.")
     METHODS[strategy.name] = strategy
     return strategy
-
-
-def maps_buffer(flat, shape, order):
-    """A ``shape`` view of the flat array ``flat`` whose axes run in ``order`` in memory.
-
-    ``maps_buffer(flat, (n, K, h, w), (2, 1, 0, 3))`` is an (n, K, h, w)
-    array stored as (h, K, n, w), as :attr:`Strategy.out_order` describes.
-    """
-    stored = flat[: math.prod(shape)].reshape([shape[a] for a in order])
-    return stored.transpose([order.index(a) for a in range(len(order))])
 
 
 def window_view(x, spec):
@@ -215,29 +206,6 @@ def _row_phases(spec):
             (i0 * sh) // dh,
             sh // g,
         )
-
-
-def copy_runs(dst, src):
-    """``np.copyto(dst, src)``, each run along the last axis moved as one element.
-
-    NumPy's copy pays for every inner loop, and between these buffers the
-    inner loops are the runs: a row of a few dozen pixels.  When the last
-    axis is contiguous in both arrays, a void dtype of the run's bytes makes
-    each run one element, and the inner loop goes over the other axes
-    (measured: W10's copy into the output's order 0.35 -> 0.18 ms, the row
-    buffer of 83 28x28 images 60 -> 41 us).  Otherwise a plain copy.
-    """
-    run = dst.shape[-1] * dst.itemsize if dst.ndim else 0
-    if (
-        run == 0
-        or dst.shape != src.shape
-        or dst.dtype != src.dtype
-        or dst.strides[-1] != dst.itemsize
-        or src.strides[-1] != src.itemsize
-    ):
-        np.copyto(dst, src)
-        return
-    np.copyto(dst.view(f"V{run}")[..., 0], src.view(f"V{run}")[..., 0])
 
 
 def _fill_rows(dst, src, dh):

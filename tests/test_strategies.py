@@ -15,15 +15,9 @@ from _oracles import naive_conv2d, random_problem
 from sklearn import config_context
 
 from skconv import _cache, conv2d
+from skconv._buffers import copy_runs, ordered_view
 from skconv._plan import ConvSpec, plan_conv2d
-from skconv._strategies import (
-    METHODS,
-    Strategy,
-    copy_runs,
-    filter_rank,
-    maps_buffer,
-    register,
-)
+from skconv._strategies import METHODS, Strategy, filter_rank, register
 
 FAST = [name for name in METHODS if name != "einsum"]
 
@@ -215,7 +209,7 @@ def test_writes_in_its_own_order_when_asked(name, stride, dilation):
     order = METHODS[name].out_order
     shape = (300, 3, spec.out_height, spec.out_width)
     flat = np.full(math.prod(shape) + 5, np.nan)
-    out = maps_buffer(flat, shape, order)
+    out = ordered_view(flat, shape, order)
     assert np.shares_memory(out, flat)
     METHODS[name].run(x, w, spec, out)
     assert np.isnan(flat[-5:]).all()
