@@ -73,8 +73,9 @@ from ._validation import check_option
 # 20000 8x8 images to 500 96x96, 4 to 32 filters of 3x3 to 15x15; abs and
 # 2x2 max pooling; one thread and two): 4 MiB blocks were within 1.04 of the
 # fastest of 1, 2, 4 and 8 MiB everywhere but one case (1.10), in both
-# kernel settings; 2 MiB blocks up to 1.34 (20000 28x28 images, 8 5x5
-# filters, two threads: 63.7 ms against 71.1 with 2 MiB, 91.2 with 1 MiB).
+# kernel settings; 2 MiB blocks up to 1.34 (5000 28x28 images, 32 3x3
+# filters, two threads).  20000 28x28 images, 8 5x5 filters, two threads,
+# native kernels: 63.7 ms with 4 MiB, 71.1 with 2 MiB, 91.2 with 1 MiB.
 BLOCK_BYTES = 4 * 2**20
 
 
