@@ -170,8 +170,9 @@ def pool2d(maps, size=2, *, stride=None, op="max", grid=None, activation=None, o
 def pool_work_items(map_shape, size=2, *, stride=None, grid=None):
     """Elements of the work buffer :func:`pool_into` needs per map (0: none).
 
-    The row pass of window pooling writes (h_out, w') per map, the row pass
-    of grid pooling one row of w pixels.
+    The row pass of window pooling writes (h_out, w') per map, and its
+    column pass (h_out, w_out) when ``out`` is stored in another order than
+    the maps; the row pass of grid pooling one row of w pixels.
     """
     h, w = map_shape
     out_h, out_w = pooled_shape(map_shape, size, stride=stride, grid=grid)
