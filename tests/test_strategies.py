@@ -15,7 +15,7 @@ from _oracles import naive_conv2d, random_problem
 from sklearn import config_context
 
 from skconv import _cache, conv2d
-from skconv._buffers import copy_runs, ordered_view
+from skconv._buffers import ordered_view
 from skconv._plan import ConvSpec, plan_conv2d
 from skconv._strategies import METHODS, Strategy, filter_rank, register
 
@@ -216,28 +216,6 @@ def test_writes_in_its_own_order_when_asked(name, stride, dilation):
     np.testing.assert_allclose(out, tap_sums(x, w, stride, dilation), rtol=0, atol=1e-12)
     stored = flat[:-5].reshape([shape[a] for a in order])
     np.testing.assert_array_equal(stored, out.transpose(order))
-
-
-@pytest.mark.parametrize(
-    "make_src, make_dst",
-    [
-        # the wide strategy's copy into C order: runs contiguous in both
-        (lambda a: a, lambda b: b.transpose(2, 1, 0, 3)),
-        # a strided source (stride 2 along the runs): the plain copy
-        (lambda a: a[..., ::2], lambda b: b[..., :4].transpose(2, 1, 0, 3)),
-        # runs of one pixel, and an empty array
-        (lambda a: a[..., :1], lambda b: b[..., :1].transpose(2, 1, 0, 3)),
-        (lambda a: a[:0], lambda b: b[:, :, :0].transpose(2, 1, 0, 3)),
-    ],
-)
-def test_copy_runs_is_a_copy(make_src, make_dst):
-    rng = np.random.default_rng(9)
-    src = make_src(rng.standard_normal((5, 3, 4, 8)).astype(np.float32))
-    holder = np.full((4, 3, 5, 8), np.nan, np.float32)
-    dst = make_dst(holder)
-    copy_runs(dst, src)
-    np.testing.assert_array_equal(dst, src)
-    assert np.isnan(holder).sum() == holder.size - src.size  # written through the view
 
 
 def test_wide_skips_its_copy_only_when_the_maps_stay_in_its_order():
