@@ -4,13 +4,15 @@ The transformer's pooled features need the un-pooled maps only for a moment:
 computing them for a whole chunk of rows writes them to memory, and the
 activation and the pooling read them back (for 20000 28x28 images and 8
 filters, 500 MB of maps for 125 MB of pooled features).  Here each block of
-images small enough for its maps to stay in the core's L2 cache goes
+images small enough for its maps to stay in cache (``BLOCK_BYTES``) goes
 through every step before the next block starts: prepare (cast, pad) the
 block, run the convolution strategy into a scratch buffer reused from block
-to block, rectify it in place, and pool it straight into the caller's output
-(a column slice of the feature matrix).  This is the loop fusion that
-compilers and deep-learning runtimes apply to conv -> ReLU -> pool chains
-(e.g. oneDNN's post-ops), written with NumPy calls per block.
+to block and stored in the order the strategy computes its maps
+(``Strategy.out_order``: no copy into C order), rectify it in place, and pool
+it straight into the caller's output (a column slice of the feature matrix).
+This is the loop fusion that compilers and deep-learning runtimes apply to
+conv -> ReLU -> pool chains (e.g. oneDNN's post-ops), written with NumPy
+calls per block.
 
 Everything that does not depend on the pixels is decided once, by
 :func:`plan_fused`: shapes and parameters (``_plan.plan_conv2d``), the
