@@ -41,8 +41,9 @@ shapes between the probes (two calibrations' timings per setting, replayed
 against every strategy's time on the benchmark's sweep), the refit chose
 best in both: geometric-mean regret 1.04-1.07
 against 1.12 (shipped) and 1.08 (scale) natively, 1.09-1.13 against 1.21
-and 1.21-1.26 with Haswell kernels (and, kept by this rule, 1.03 and 1.10
-on 20 other random shapes).  So the refit is kept unless a simpler
+and 1.21-1.26 with Haswell kernels (and, kept by this rule, 1.03-1.07
+natively and 1.10-1.12 with Haswell kernels on 20 other random shapes, in
+two recordings of the benchmark).  So the refit is kept unless a simpler
 candidate chooses better on the held-out probes by more than
 ``SIMPLER_MARGIN`` (a refit gone wrong: it once picked a strategy 2.4x
 slower than the shipped weights' pick on a 64x64 problem with 15x15
