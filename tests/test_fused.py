@@ -323,3 +323,43 @@ def test_offsets_added_back_to_maps_in_any_order(method, padding, activation):
     got = t.fit_transform(X.astype(np.float32))
     expected = t.transform(X)  # float64
     assert_allclose(got, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("bank_shape", [(3, 3, 3), (2, 3, 3, 2)])  # depthwise, multichannel
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_offset_images_in_some_blocks_only(bank_shape, n_jobs):
+    # Which float32 images are centred is decided once for the batch and
+    # sliced per block (per image and channel; a depthwise block holds each
+    # image's channels as images of their own).  Offset images in the middle
+    # blocks only, in one channel, next to blocks with none: a lost or
+    # misplaced offset is an error of ~1000 times the filter's sum.
+    rng = np.random.default_rng(3)
+    images = rng.random((40, 8, 7, 2))
+    images[17:23, ..., 1] += 1000.0
+    bank = rng.random(bank_shape)
+    plan = plan_fused(
+        (8, 7, 2),
+        np.float32,
+        bank,
+        conv={"padding": "same"},
+        activation="relu",
+        pool=POOL,
+        n_jobs=n_jobs,
+        block_bytes=1000,
+    )
+    assert plan.block <= 3  # the offset images span several blocks
+    out = np.empty((40, plan.n_maps) + plan.out_shape, np.float32)
+    run_fused(plan, images.astype(np.float32), out)
+    if len(bank_shape) == 3:  # each filter on each channel, channel-major maps
+        maps = np.concatenate(
+            [
+                naive_conv2d(images[..., c : c + 1], bank[..., None], ((1, 1), (1, 1)))
+                for c in range(2)
+            ],
+            axis=1,
+        )
+    else:
+        maps = naive_conv2d(images, bank, ((1, 1), (1, 1)))
+    expected = np.maximum(maps, 0)[..., :8, :6].reshape(40, -1, 4, 2, 3, 2).max(axis=(3, 5))
+    # float32 rounding of the centred pixels, not of the 1000 offset
+    assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
