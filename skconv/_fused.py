@@ -289,7 +289,7 @@ def _image_bytes(plan, activation, pool):
     return (items + padded) * spec.itemsize
 
 
-def run_fused(fused, images, out):
+def run_fused(fused, images, out, *, check_finite=True):
     """Fill ``out`` with the pooled features of ``images``, block by block.
 
     Parameters
@@ -301,6 +301,9 @@ def run_fused(fused, images, out):
     out : ndarray of shape (n, n_maps, rows, cols)
         ``fused.conv.dtype``; any strides (the transformer passes a view of
         its output's columns).
+    check_finite : bool, default=True
+        False when the caller has already refused NaN and infinity (the
+        transformer's ``validate_data``): the blocks then skip their check.
 
     Returns
     -------
@@ -321,17 +324,19 @@ def run_fused(fused, images, out):
     if n_threads <= 1 and not _limits_blas(fused):
         # A strategy of a few large products, on one thread of ours: BLAS
         # keeps its threads, as in conv2d's driver.
-        _run_blocks(fused, images, offsets, out, blocks)
+        _run_blocks(fused, images, offsets, check_finite, out, blocks)
         return out
     # Many small products: the cost model priced them with single-threaded
     # BLAS, and BLAS's threads would only contend with ours.
     with single_threaded_blas():
         if n_threads <= 1:
-            _run_blocks(fused, images, offsets, out, blocks)
+            _run_blocks(fused, images, offsets, check_finite, out, blocks)
         else:
             queues = [blocks[i::n_threads] for i in range(n_threads)]
             map_threads(
-                lambda queue: _run_blocks(fused, images, offsets, out, queue), queues, n_threads
+                lambda queue: _run_blocks(fused, images, offsets, check_finite, out, queue),
+                queues,
+                n_threads,
             )
     return out
 
@@ -350,7 +355,7 @@ def blas_limit(plans):
     return contextlib.nullcontext()
 
 
-def _run_blocks(fused, images, batch_offsets, out, blocks):
+def _run_blocks(fused, images, batch_offsets, check_finite, out, blocks):
     """One thread's share: its scratch buffers are made once and reused.
 
     ``batch_offsets`` is :func:`~skconv._padding.centring_offsets` of the
@@ -388,10 +393,11 @@ def _run_blocks(fused, images, batch_offsets, out, blocks):
             if not offsets.any():  # as centring_offsets says of a block of its own
                 offsets = None
         x = prepare_chunk(images[sl], plan, offsets)
-        # conv2d's check (one sum), on the block while it is in cache: the
-        # transformer's dask blocks reach here unchecked, and NaN would
-        # spread through the fast strategies instead of raising.
-        _check_finite_images(x)
+        if check_finite:
+            # conv2d's check (one sum), on the block while it is in cache: the
+            # transformer's dask blocks reach here unchecked, and NaN would
+            # spread through the fast strategies instead of raising.
+            _check_finite_images(x)
         strategy_maps = ordered_view(maps_flat, (g * per_input,) + map_shape, order)
         strategy.run(x, fused.weights, specs[g], strategy_maps)
         if offsets is not None:

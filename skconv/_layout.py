@@ -343,7 +343,7 @@ def _maps_per_row(group, activation):
     return elements * 3 if activation == "split" else elements
 
 
-def transform_rows(X, layout, *, n_jobs, working_memory, verbose=0, label=""):
+def transform_rows(X, layout, *, n_jobs, working_memory, verbose=0, label="", checked=False):
     """The features of a validated 2-D numpy ``X``, chunk by chunk of rows.
 
     Without pooling nor "split", conv2d writes each chunk's maps straight
@@ -351,7 +351,8 @@ def transform_rows(X, layout, *, n_jobs, working_memory, verbose=0, label=""):
     conv -> activation -> pooling per cache-sized block of images, planned
     once here for every chunk).  ``working_memory`` (MiB) bounds the maps of
     one chunk and the blocks' temporaries; the caller runs this with
-    conv2d's own budget set for its temporaries.
+    conv2d's own budget set for its temporaries.  ``checked``: X was
+    checked finite (``validate_data``), so the fused blocks skip their check.
     """
     n_samples, n_features = X.shape
     out = np.empty((n_samples, layout.n_features_out), layout.dtype)
@@ -385,7 +386,7 @@ def transform_rows(X, layout, *, n_jobs, working_memory, verbose=0, label=""):
             images = rows.reshape((rows.shape[0],) + layout.image_shape)
             for group, fused in zip(layout.groups, plans, strict=True):
                 target = out[sl, group.start : group.stop]
-                _transform_group(images, group, layout, n_jobs, target, fused)
+                _transform_group(images, group, layout, n_jobs, target, fused, checked)
             if verbose > 0:
                 print(
                     f"[{label}] rows {sl.start}-{sl.stop} of {n_samples} "
@@ -397,7 +398,7 @@ def transform_rows(X, layout, *, n_jobs, working_memory, verbose=0, label=""):
     return out
 
 
-def _transform_group(images, group, layout, n_jobs, target, fused=None):
+def _transform_group(images, group, layout, n_jobs, target, fused=None, checked=False):
     """Write one group's features of one chunk into ``target`` (rows, cols).
 
     ``fused`` is the group's ``_fused.FusedPlan``, or None when the maps are
@@ -408,7 +409,12 @@ def _transform_group(images, group, layout, n_jobs, target, fused=None):
     n = images.shape[0]
     if fused is not None:
         # Splitting the column axis of a row slice never copies.
-        run_fused(fused, images, target.reshape((n, group.n_maps) + group.out_shape))
+        run_fused(
+            fused,
+            images,
+            target.reshape((n, group.n_maps) + group.out_shape),
+            check_finite=not checked,
+        )
         return
     # The maps are the features: let conv2d write into the output
     # through a view (splitting the column axis never copies).

@@ -518,7 +518,7 @@ class BatchConv2DTransformer(
             return self._transform_dask(X, output)
         X_checked = self._check_X(X, reset=False)
         layout = self._current_layout(X_checked.shape[1], X_checked.dtype)
-        features = self._features(X_checked, layout)
+        features = self._features(X_checked, layout, checked=True)
         if output == "default":
             return features
         # The names come from the layout that made the columns: they match
@@ -728,8 +728,11 @@ class BatchConv2DTransformer(
             context=context,
         )
 
-    def _features(self, X, layout):
-        """The features of a validated 2-D numpy X (or one dask block of it)."""
+    def _features(self, X, layout, checked=False):
+        """The features of a validated 2-D numpy X (or one dask block of it).
+
+        ``checked``: X went through ``_check_X`` (finite); a dask block did not.
+        """
         # Half of working_memory for the maps of a chunk, half for conv2d's
         # own temporaries.
         budget = get_config()["working_memory"] / 2
@@ -740,6 +743,7 @@ class BatchConv2DTransformer(
             working_memory=budget,
             verbose=self.verbose,
             label=type(self).__name__,
+            checked=checked,
         )
         with config_context(working_memory=budget):
             if len(layout.image_shape) == 2 or self.channel_axis != 0:

@@ -191,3 +191,16 @@ def test_container_output_never_computes_dask_input():
         with pytest.raises(ValueError, match="transform_output='polars'"):
             make_conv().transform(Xd)
     assert calls == []
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("pooling", ["max", None])  # fused blocks, and conv2d's maps
+def test_non_finite_rows_of_a_dask_block_raise(bad, pooling):
+    # numpy X is refused by validate_data; a dask block reaches the engine
+    # unchecked, which must refuse it itself instead of returning features.
+    X = np.random.default_rng(1).random((60, 784)).astype(np.float32)
+    X[45, 300] = bad
+    conv = make_conv(pooling=pooling, activation="relu")
+    Z = conv.transform(da.from_array(X, chunks=(20, 784)))
+    with pytest.raises(ValueError, match="images must be finite"):
+        Z.compute()
