@@ -281,6 +281,7 @@ def _image_bytes(plan, activation, pool):
             pool["size"],
             stride=pool["stride"],
             grid=pool["grid"],
+            overwrite=True,
         )
         items += work * spec.n_filters * per_input
     padded = spec.height * spec.width * spec.n_channels * per_input
@@ -380,6 +381,7 @@ def _run_blocks(fused, images, batch_offsets, check_finite, out, blocks):
             pool["size"],
             stride=pool["stride"],
             grid=pool["grid"],
+            overwrite=True,
         )
         work = np.empty(fused.block * conv_maps * work_items, plan.dtype)
     specs = {}
@@ -414,7 +416,9 @@ def _run_blocks(fused, images, batch_offsets, check_finite, out, blocks):
         if split:
             pos = ordered_view(positive, maps.shape, order)
             split_into(maps, pos, maps)
-            pool_into(pos, target[:, 0::2], **pool, work=work)
-            pool_into(maps, target[:, 1::2], **pool, work=work)
+            # (both are this thread's scratch: the pooling may write into them)
+            pool_into(pos, target[:, 0::2], **pool, work=work, overwrite=True)
+            pool_into(maps, target[:, 1::2], **pool, work=work, overwrite=True)
         else:
-            pool_into(rectify(maps, fused.activation, copy=False), target, **pool, work=work)
+            rectified = rectify(maps, fused.activation, copy=False)
+            pool_into(rectified, target, **pool, work=work, overwrite=True)

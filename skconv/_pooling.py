@@ -167,12 +167,13 @@ def pool2d(maps, size=2, *, stride=None, op="max", grid=None, activation=None, o
     return out
 
 
-def pool_work_items(map_shape, size=2, *, stride=None, grid=None):
+def pool_work_items(map_shape, size=2, *, stride=None, grid=None, overwrite=False):
     """Elements of the work buffer :func:`pool_into` needs per map (0: none).
 
-    The row pass of window pooling writes (h_out, w') per map, and its
-    column pass (h_out, w_out) when ``out`` is stored in another order than
-    the maps; the row pass of grid pooling one row of w pixels.
+    The row pass of window pooling writes (h_out, w') per map (unless it
+    runs in place: ``overwrite``), and its column pass (h_out, w_out) when
+    ``out`` is stored in another order than the maps; the row pass of grid
+    pooling one row of w pixels.
     """
     h, w = map_shape
     out_h, out_w = pooled_shape(map_shape, size, stride=stride, grid=grid)
@@ -181,15 +182,16 @@ def pool_work_items(map_shape, size=2, *, stride=None, grid=None):
     if isinstance(size, str):
         return 0
     ph, pw = check_pair(size, "size")
-    _, sw = (ph, pw) if stride is None else check_pair(stride, "stride")
-    return _row_pass_items(out_h, out_w, ph, pw, sw) + (out_h * out_w if pw > 1 else 0)
+    sh, sw = (ph, pw) if stride is None else check_pair(stride, "stride")
+    rows = 0 if overwrite and sh >= ph else _row_pass_items(out_h, out_w, ph, pw, sw)
+    return rows + (out_h * out_w if pw > 1 else 0)
 
 
 def _row_pass_items(out_h, out_w, ph, pw, sw):
     return out_h * (sw * (out_w - 1) + pw) if ph > 1 and pw > 1 else 0
 
 
-def pool_into(maps, out, size=2, *, stride=None, op="max", grid=None, work=None):
+def pool_into(maps, out, size=2, *, stride=None, op="max", grid=None, work=None, overwrite=False):
     """Pool float ``maps`` (..., h, w) into ``out`` (..., h_out, w_out), unchecked.
 
     The engine of :func:`pool2d` for callers that validated the parameters
@@ -198,7 +200,10 @@ def pool_into(maps, out, size=2, *, stride=None, op="max", grid=None, work=None)
     ``work``, a flat array of ``maps.dtype`` with at least
     :func:`pool_work_items` elements per map, is used for the intermediate
     row pass instead of a fresh allocation, and for the column pass when
-    ``out`` is stored in another order than ``maps``.
+    ``out`` is stored in another order than ``maps``.  ``overwrite=True``
+    lets the pooling write into ``maps`` (a caller's scratch): when windows
+    do not overlap (stride >= size along the rows) the row pass then runs in
+    place, into the second row of each window.
     """
     h, w = maps.shape[-2:]
     out_h, out_w = out.shape[-2:]
@@ -233,6 +238,12 @@ def pool_into(maps, out, size=2, *, stride=None, op="max", grid=None, work=None)
         target = out
     elif ph == 1:
         target = None
+    elif overwrite and sh >= ph:
+        # Each window's rows are its own: its second row, read by the first
+        # combine only, can take the result (sums keep their order).  For
+        # the fused transform's 4 MiB blocks of maps this keeps 2 MiB less
+        # in cache: measured ~5 % of T1 on two threads.
+        target = rows[1]
     else:
         target = _buffer(work, lead + (out_h, cols), maps)
     if target is not None:
@@ -252,7 +263,8 @@ def pool_into(maps, out, size=2, *, stride=None, op="max", grid=None, work=None)
             # Maps stored in another order than out (the fused transform's,
             # row-major across images): the pass runs along the maps' memory
             # into work, and moves into out by whole pooled rows.
-            n_rows = math.prod(lead) * _row_pass_items(out_h, out_w, ph, pw, sw)
+            n_rows = 0 if overwrite and sh >= ph else _row_pass_items(out_h, out_w, ph, pw, sw)
+            n_rows *= math.prod(lead)
             rest = None if work is None else work[n_rows:]
             target = _buffer(rest, out.shape, band)
         combine(taps[0], taps[1], out=target)

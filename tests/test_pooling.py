@@ -293,3 +293,29 @@ def test_pool_into_maps_stored_in_another_order(order, size, stride):
     work = np.full(15 * items, np.nan)
     pool_into(stored, out, size, stride=stride, work=work)
     np.testing.assert_array_equal(out, naive_pool(maps, size, stride, "max"))
+
+
+@pytest.mark.parametrize("op", ["max", "sum", "mean"])
+@pytest.mark.parametrize(
+    "size, stride", [(2, None), (3, None), ((3, 2), (4, 2)), (3, 2), (3, 1), ((2, 3), 1)]
+)
+@pytest.mark.parametrize("order", [(0, 1, 2, 3), (2, 1, 0, 3)])
+def test_pool_into_may_overwrite_its_maps(op, size, stride, order):
+    # With overwrite=True the row pass of non-overlapping windows runs in
+    # the maps themselves (the fused transform's scratch), in the work
+    # buffer pool_work_items(overwrite=True) sizes; overlapping windows
+    # (stride 2 < size 3, stride 1) still use the buffer.  Sums keep their
+    # order: the result is bit-identical to pool2d's.
+    rng = np.random.default_rng(8)
+    maps = rng.standard_normal((4, 3, 10, 9))
+    expected = pool2d(maps, size, stride=stride, op=op)
+    stored = maps.transpose(order).copy().transpose(np.argsort(order))  # maps stay as they are
+    out = np.empty_like(expected)
+    items = pool_work_items((10, 9), size, stride=stride, overwrite=True)
+    assert items <= pool_work_items((10, 9), size, stride=stride)
+    work = np.full(12 * items, np.nan)
+    pool_into(stored, out, size, stride=stride, op=op, work=work, overwrite=True)
+    np.testing.assert_array_equal(out, expected)
+    pair = (size, size) if isinstance(size, int) else size
+    step = pair if stride is None else (stride, stride) if isinstance(stride, int) else stride
+    np.testing.assert_allclose(out, naive_pool(maps, pair, step, op), rtol=1e-12)
