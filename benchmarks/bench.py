@@ -12,10 +12,15 @@ strategy that supports it, the stride-tricks einsum of the well-known
 StackOverflow answer (one ``np.einsum`` over a ``sliding_window_view`` per
 filter), a Python loop of ``scipy.signal.correlate2d`` (single channel,
 stride 1) and ``torch.nn.functional.conv2d`` (``torch.set_num_threads(2)``)
-when they are importable.  T1 times the whole ``BatchConv2DTransformer``
-transform (20000x28x28 float32, 8 filters 5x5, padding same, abs, 2x2 max
-pooling) against torch's conv2d + abs + max_pool2d and against skconv's
-conv2d alone, and measures its temporaries under ``working_memory=64``.
+when they are importable; torch as called by default (its oneDNN kernels
+for float32) is the peer of the targets, and torch with oneDNN disabled
+(``torch.backends.mkldnn.flags(enabled=False)``) is timed for reference
+(on these AMD cores its own kernels are up to 10x faster on 28x28 images
+with one input channel, and 10-20x slower on large filters).  T1 times the
+whole ``BatchConv2DTransformer`` transform (20000x28x28 float32, 8 filters
+5x5, padding same, abs, 2x2 max pooling) against torch's conv2d + abs +
+max_pool2d and against skconv's conv2d alone, and measures its temporaries
+under ``working_memory=64``.
 
 Timing: every candidate runs in its own block (a pause so that the previous
 library's spinning threads go idle, 0.5 s of untimed calls, then N timed
@@ -44,6 +49,7 @@ import platform
 import sys
 import time
 import tracemalloc
+import warnings
 
 import numpy as np
 
@@ -89,6 +95,8 @@ def _torch():
     except ImportError:
         return None
     torch.set_num_threads(2)
+    # torch.backends.mkldnn.flags() warns about Intel GPUs on every call
+    warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
     return torch
 
 
@@ -206,8 +214,9 @@ def time_blocks(candidates, rounds, pause=0.02, min_sample=2e-3, passes=1):
     """
     samples = {}
     previous = None
-    if "torch" in candidates:  # first, so that the settle pause below follows it
-        candidates = {"torch": candidates["torch"], **candidates}
+    # torch's blocks first, so that the settle pause below follows them
+    first = {name: fn for name, fn in candidates.items() if name.startswith("torch")}
+    candidates = {**first, **candidates}
     order = list(candidates.items())
     blocks = [item for k in range(passes) for item in (order if k % 2 == 0 else order[::-1])]
     for name, fn in blocks:
@@ -215,7 +224,8 @@ def time_blocks(candidates, rounds, pause=0.02, min_sample=2e-3, passes=1):
             # torch's OpenMP workers keep spinning long after its last call and
             # take the cores from whatever runs next (measured: a 10 ms conv2d
             # timed at 74 ms right after torch's block): let them go idle.
-            time.sleep(TORCH_SETTLE_S if previous == "torch" else pause)
+            settle = previous is not None and previous.startswith("torch")
+            time.sleep(TORCH_SETTLE_S if settle else pause)
         previous = name
         # Warm up for WARMUP_S, not one call: after a pause the first calls of
         # a block run up to 4x slower for ~0.4 s (measured: 41-53 ms, then 12 ms
@@ -422,7 +432,15 @@ def run_workload(
                 with torch.no_grad():
                     return torch.nn.functional.conv2d(tx, tw, stride=stride)
 
+            def run_torch_no_onednn():
+                # torch's own kernels, without oneDNN (which its default
+                # call uses for float32): for reference, the targets use
+                # torch as called by default
+                with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False):
+                    return torch.nn.functional.conv2d(tx, tw, stride=stride)
+
             candidates["torch"] = run_torch
+            candidates["torch_no_onednn"] = run_torch_no_onednn
 
     samples = time_blocks(candidates, rounds, pause=pause, passes=passes)
     results = {}
@@ -437,7 +455,7 @@ def run_workload(
     out_bytes = n * k * oh * ow * np.dtype(dtype).itemsize
     if memory:
         for cname in results:
-            if cname == "torch":
+            if cname.startswith("torch"):
                 results[cname]["peak_extra_mib"] = None  # torch's allocator: invisible
                 continue
             peak_b = peak_bytes(candidates[cname])
