@@ -15,8 +15,8 @@ stride 1) and ``torch.nn.functional.conv2d`` (``torch.set_num_threads(2)``)
 when they are importable; torch as called by default (its oneDNN kernels
 for float32) is the peer of the targets, and torch with oneDNN disabled
 (``torch.backends.mkldnn.flags(enabled=False)``) is timed for reference
-(on these AMD cores its own kernels are up to 10x faster on 28x28 images
-with one input channel, and 10-20x slower on large filters).  T1 times the
+(on these AMD cores torch's own kernels were ~12x faster than its default
+on W1 and ~17x slower on W7, the large filters).  T1 times the
 whole ``BatchConv2DTransformer`` transform (20000x28x28 float32, 8 filters
 5x5, padding same, abs, 2x2 max pooling) against torch's conv2d + abs +
 max_pool2d and against skconv's conv2d alone, and measures its temporaries
