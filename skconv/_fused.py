@@ -325,7 +325,7 @@ def run_fused(fused, images, out, *, check_finite=True):
     # Which float32 images are centred, and by how much, is decided for the
     # whole batch at once: the decision reads a few pixels of every image
     # whatever the grouping, but takes ~15 NumPy calls, which per block were
-    # ~5 % of the transform on two threads (20000 28x28 images, 8 5x5
+    # ~4 % of the transform on two threads (20000 28x28 images, 8 5x5
     # filters, abs, 2x2 max: 82 -> 79 ms), each call handing the GIL over.
     offsets = centring_offsets(images, fused.conv)
     if n_threads <= 1 and not _limits_blas(fused):
