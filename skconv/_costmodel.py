@@ -56,6 +56,18 @@ FEATURES = ("const", "flops", "small", "bytes", "calls", "pack", "out")
 MODES = ("blas", "threads", "single")
 MODEL_FILE = "cost_model.json"
 
+# The estimates are of best times.  A batch split over two of our threads
+# runs in one of two speeds for a whole timing block of ~0.5 s, where one
+# stream of products on BLAS's threads stays within a few percent (measured
+# natively on 2 cores, best of 7 calls per block: W5 float64, rowgemm_wide
+# split, 0.64-0.72 ms in one block and 0.86-1.08 in the next; the operator
+# 0.60-0.63 in both).  So with several threads a split must be estimated
+# faster than the best unsplit strategy by more than this share, which is
+# also about the model's own error.  On the 4 recorded runs of the benchmark
+# (about 130 shapes) it changed 2 to 4 picks each, by at most 3 % of the
+# measured best where it lost.
+SPLIT_MARGIN = 0.10
+
 
 @lru_cache(maxsize=1)
 def shipped_model():
@@ -222,16 +234,30 @@ def choose_method(spec, n_threads=1):
     from sklearn import get_config
 
     rows = candidates(spec, n_threads, get_config()["working_memory"] * 2**20)
-    return rows_choice(rows)
+    return rows_choice(rows, n_threads)
 
 
-def rows_choice(rows):
-    """(name, reason) of the cheapest fitting row of :func:`candidates`."""
-    fitting = [(t, name) for t, name, _, fits in rows if fits]
-    name = fitting[0][1]
+def rows_choice(rows, n_threads=1):
+    """(name, reason) of the cheapest fitting row of :func:`candidates`.
+
+    With ``n_threads`` > 1, a strategy that splits the batch over the
+    threads gives way to an unsplit one estimated within ``SPLIT_MARGIN``
+    of it.
+    """
+    fitting = [(t, name, split) for t, name, split, fits in rows if fits]
+    fastest, name, split = fitting[0]
     reason = (
-        "lowest estimated time (" + ", ".join(f"{n}: {t * 1e3:.3g} ms" for t, n in fitting) + ")"
+        "lowest estimated time (" + ", ".join(f"{n}: {t * 1e3:.3g} ms" for t, n, _ in fitting) + ")"
     )
+    if split and n_threads > 1:
+        steady = [n for t, n, s in fitting if not s and t <= fastest * (1 + SPLIT_MARGIN)]
+        if steady:
+            reason = (
+                f"{steady[0]}, one stream of products, estimated within "
+                f"{SPLIT_MARGIN:.0%} of {name} split over threads, whose speed varies more; "
+                + reason
+            )
+            name = steady[0]
     skipped = [name for _, name, _, fits in rows if not fits]
     if skipped:
         reason += f"; over working_memory: {', '.join(skipped)}"

@@ -284,7 +284,9 @@ class Conv2DChoice:
         The strategy that runs.
     reason : str
         "requested", or the cost model's estimates of the candidates,
-        cheapest first (and those left out for ``working_memory``).
+        cheapest first (and those left out for ``working_memory``), after
+        why an unsplit strategy was preferred to a split one estimated
+        faster by less than ``SPLIT_MARGIN`` (10 %), when it was.
     split_batch : bool
         True: conv2d's threads (``n_threads`` of them) each work on part of
         the batch, BLAS single-threaded; False: one stream of products runs
@@ -341,7 +343,7 @@ def decide(plan, weights, n_threads, budget):
     spec = replace(plan.spec, filter_rank=filter_rank(weights))
     rows = candidates(spec, n_threads, budget)
     if plan.method == "auto":
-        name, reason = rows_choice(rows)
+        name, reason = rows_choice(rows, n_threads)
     else:
         name, reason = plan.method, "requested"
     split = next(s for _, n, s, _ in rows if n == name)

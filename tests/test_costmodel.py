@@ -13,9 +13,11 @@ from skconv import conv2d, explain_conv2d
 from skconv._costmodel import (
     FEATURES,
     MODES,
+    SPLIT_MARGIN,
     choose_method,
     estimate_seconds,
     load_model,
+    rows_choice,
     shipped_model,
 )
 from skconv._plan import ConvSpec, plan_conv2d
@@ -139,6 +141,28 @@ def test_choose_method_returns_a_supported_method_with_a_reason(seed):
         name, reason = choose_method(spec, n_threads)
         assert name in METHODS and METHODS[name].supports(spec)
         assert isinstance(reason, str) and name in reason and "ms" in reason
+
+
+def test_a_split_gives_way_to_a_steady_strategy_within_the_margin():
+    # rows as candidates() returns them: (seconds, name, split_batch, fits),
+    # cheapest first.  With threads, the split "a" gives way to the first
+    # unsplit strategy within SPLIT_MARGIN of it ("c"), not to a split one
+    # ("b") nor to one beyond the margin or over working_memory.
+    near = 1.0 + SPLIT_MARGIN / 2
+    rows = (
+        (1.0, "a", True, True),
+        (1.001, "big", False, False),
+        (1.002, "b", True, True),
+        (near, "c", False, True),
+        (near, "d", False, True),
+    )
+    name, reason = rows_choice(rows, 2)
+    assert name == "c" and "within 10% of a" in reason and "over working_memory: big" in reason
+    assert rows_choice(rows, 1)[0] == "a"  # one thread: a split is no split
+    far = ((1.0, "a", True, True), (1.0 + 2 * SPLIT_MARGIN, "c", False, True))
+    assert rows_choice(far, 2)[0] == "a"
+    unsplit_first = ((1.0, "c", False, True), (1.01, "a", True, True))
+    assert rows_choice(unsplit_first, 2)[0] == "c"
 
 
 def test_choose_method_respects_working_memory():
