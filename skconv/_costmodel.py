@@ -63,9 +63,9 @@ MODEL_FILE = "cost_model.json"
 # split, 0.64-0.72 ms in one block and 0.86-1.08 in the next; the operator
 # 0.60-0.63 in both).  So with several threads a split must be estimated
 # faster than the best unsplit strategy by more than this share, which is
-# also about the model's own error.  On the 4 recorded runs of the benchmark
-# (about 130 shapes) it changed 2 to 4 picks each, by at most 3 % of the
-# measured best where it lost.
+# also about the model's own error.  Replayed on the estimates and timings
+# of 4 earlier benchmark recordings (about 130 shapes), it changed 2 to 4
+# picks in each, losing at most 3 % of the measured best where it lost.
 SPLIT_MARGIN = 0.10
 
 

@@ -284,9 +284,9 @@ class Conv2DChoice:
         The strategy that runs.
     reason : str
         "requested", or the cost model's estimates of the candidates,
-        cheapest first (and those left out for ``working_memory``), after
-        why an unsplit strategy was preferred to a split one estimated
-        faster by less than ``SPLIT_MARGIN`` (10 %), when it was.
+        cheapest first (and those left out for ``working_memory``); when an
+        unsplit strategy was preferred to a split one estimated faster by
+        less than ``SPLIT_MARGIN`` (10 %), the reason says so first.
     split_batch : bool
         True: conv2d's threads (``n_threads`` of them) each work on part of
         the batch, BLAS single-threaded; False: one stream of products runs
