@@ -38,6 +38,18 @@ def pipeline(
     return np.concatenate(features, axis=1)
 
 
+def naive_same_maps(images, bank):
+    """Naive "same" maps of (n, h, w, c) images: a (K, p, q, c) bank sums over
+    channels; a (K, p, q) bank runs on each channel, channel-major maps."""
+    pad = ((1, 1), (1, 1))  # "same" for the 3x3 banks of these tests
+    if bank.ndim == 3:
+        channels = range(images.shape[-1])
+        return np.concatenate(
+            [naive_conv2d(images[..., c : c + 1], bank[..., None], pad) for c in channels], axis=1
+        )
+    return naive_conv2d(images, bank, pad)
+
+
 CASES = [
     # (activation, pooling, pool_size, pool_stride, pool_grid, conv)
     ("abs", "max", 2, None, None, {"padding": "same"}),
@@ -103,16 +115,7 @@ def test_channels_against_naive_oracle(bank_shape, activation):
     )
     got = est.fit_transform(X)
     images = X.reshape(9, 8, 7, 2)
-    if len(bank_shape) == 3:  # each filter on each channel, channel-major maps
-        maps = np.concatenate(
-            [
-                naive_conv2d(images[..., c : c + 1], bank[..., None], ((1, 1), (1, 1)))
-                for c in range(2)
-            ],
-            axis=1,
-        )
-    else:
-        maps = naive_conv2d(images, bank, ((1, 1), (1, 1)))
+    maps = naive_same_maps(images, bank)
     if activation == "split":
         rect = np.stack([np.maximum(maps, 0), np.maximum(-maps, 0)], axis=2)
         rect = rect.reshape(9, -1, 8, 7)
@@ -350,16 +353,7 @@ def test_offset_images_in_some_blocks_only(bank_shape, n_jobs):
     assert plan.block <= 3  # the offset images span several blocks
     out = np.empty((40, plan.n_maps) + plan.out_shape, np.float32)
     run_fused(plan, images.astype(np.float32), out)
-    if len(bank_shape) == 3:  # each filter on each channel, channel-major maps
-        maps = np.concatenate(
-            [
-                naive_conv2d(images[..., c : c + 1], bank[..., None], ((1, 1), (1, 1)))
-                for c in range(2)
-            ],
-            axis=1,
-        )
-    else:
-        maps = naive_conv2d(images, bank, ((1, 1), (1, 1)))
+    maps = naive_same_maps(images, bank)
     expected = np.maximum(maps, 0)[..., :8, :6].reshape(40, -1, 4, 2, 3, 2).max(axis=(3, 5))
     # float32 rounding of the centred pixels, not of the 1000 offset
     assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
