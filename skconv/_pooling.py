@@ -239,6 +239,7 @@ def pool_into(maps, out, size=2, *, stride=None, op="max", grid=None, work=None,
     combine = np.maximum if op == "max" else np.add
     cols = sw * (out_w - 1) + pw  # columns some window reads
     rows = [maps[..., u : u + sh * (out_h - 1) + 1 : sh, :cols] for u in range(ph)]
+    used = 0  # elements of work the row pass holds
     if pw == 1:
         rows = [r[..., ::sw] for r in rows]
         target = out
@@ -252,6 +253,7 @@ def pool_into(maps, out, size=2, *, stride=None, op="max", grid=None, work=None,
         target = rows[1]
     else:
         target = _buffer(work, lead + (out_h, cols), maps)
+        used = target.size
     if target is not None:
         if ph == 1:
             np.copyto(target, rows[0])
@@ -269,10 +271,7 @@ def pool_into(maps, out, size=2, *, stride=None, op="max", grid=None, work=None,
             # Maps stored in another order than out (the fused transform's,
             # row-major across images): the pass runs along the maps' memory
             # into work, and moves into out by whole pooled rows.
-            in_place = _row_pass_in_place(overwrite, ph, sh)
-            n_rows = 0 if in_place else _row_pass_items(out_h, out_w, ph, pw, sw)
-            n_rows *= math.prod(lead)
-            rest = None if work is None else work[n_rows:]
+            rest = None if work is None else work[used:]
             target = _buffer(rest, out.shape, band)
         combine(taps[0], taps[1], out=target)
         for tap in taps[2:]:
