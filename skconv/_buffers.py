@@ -1,4 +1,9 @@
-"""Scratch arrays in a chosen memory order, and copies between orders.
+"""Scratch arrays: reused between calls, in a chosen memory order, and copies between orders.
+
+A strategy's workspace is taken from memory its thread keeps between calls
+(:func:`workspace`): the pages of a fresh array are faulted in on first touch,
+and glibc's malloc hands large freed blocks back to the system, so a fresh
+workspace per call can cost more than the work done in it.
 
 NumPy's elementwise passes and copies pay for every inner loop.  The engine
 keeps them long by laying a buffer out in the order its neighbour already has
@@ -19,8 +24,78 @@ Examples
 """
 
 import math
+import threading
 
 import numpy as np
+
+# Workspaces up to this size are kept per thread and slot between calls.
+# glibc's malloc serves blocks above its mmap threshold (128 KiB at first,
+# raised to the size of the largest block freed, up to 32 MiB) with fresh
+# pages and gives them back when they are freed, and it trims the top of its
+# heap beyond twice that threshold: whether a workspace's pages are faulted
+# in again on every call depends on what the process allocated before
+# (measured: rowgemm_wide on 24 62x62 float32 images with 3 1x5 filters,
+# 1.55 ms and ~900 page faults per call in a fresh process, 0.19-0.21 ms
+# with its 2.7 MiB workspace kept; in one benchmark run the same call was
+# fast or slow depending on the shapes timed before it).  The strategies
+# size their workspaces to a few MiB (``GROUP_BYTES``), so this covers them;
+# larger ones (a single huge image, a large chunk) are allocated per call.
+# Two slots are used, so a thread keeps at most twice this.
+SCRATCH_BYTES = 8 * 2**20
+_ALIGN = 64  # bytes: a cache line, for every array carved from a buffer
+_kept = threading.local()
+
+
+def workspace(slot, arrays):
+    """Uninitialised arrays, on memory this thread keeps for ``slot`` between calls.
+
+    For temporaries that never leave the call: the next call on the same
+    thread with the same ``slot`` gets the same memory.  The arrays asked
+    for together are distinct (carved from one buffer, each aligned to 64
+    bytes); two requests for the same slot on one thread must not be live
+    at once.  Beyond ``SCRATCH_BYTES`` in all, fresh arrays are returned and
+    nothing is kept.
+
+    Parameters
+    ----------
+    slot : {"strategy", "chunk"}
+        The strategy's workspace (one strategy runs at a time on a thread),
+        or the prepared chunk it reads (:func:`~skconv._padding.prepare_chunk`).
+    arrays : list of (tuple of int, dtype)
+        Shape and dtype of each array.
+
+    Returns
+    -------
+    list of ndarray
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconv._buffers import workspace
+    >>> a, b = workspace("strategy", [((2, 3), np.float32), ((4,), np.complex64)])
+    >>> a.shape, b.dtype, np.shares_memory(a, b)
+    ((2, 3), dtype('complex64'), False)
+    >>> (c,) = workspace("strategy", [((2, 3), np.float32)])
+    >>> np.shares_memory(a, c)  # the same memory, call after call
+    True
+    """
+    sizes = [math.prod(shape) * np.dtype(dtype).itemsize for shape, dtype in arrays]
+    starts = [0]
+    for size in sizes:
+        starts.append(starts[-1] + -(-size // _ALIGN) * _ALIGN)
+    if starts[-1] > SCRATCH_BYTES:
+        return [np.empty(shape, dtype) for shape, dtype in arrays]
+    kept = getattr(_kept, "buffers", None)
+    if kept is None:
+        kept = _kept.buffers = {}
+    buffer = kept.get(slot)
+    if buffer is None or buffer.size < starts[-1] + _ALIGN:
+        buffer = kept[slot] = np.empty(starts[-1] + _ALIGN, np.uint8)
+    base = -buffer.ctypes.data % _ALIGN
+    return [
+        buffer[base + start : base + start + size].view(dtype).reshape(shape)
+        for start, size, (shape, dtype) in zip(starts[:-1], sizes, arrays, strict=True)
+    ]
 
 
 def ordered_view(flat, shape, order):

@@ -44,6 +44,7 @@ from functools import cache, lru_cache
 
 import numpy as np
 
+from ._buffers import workspace
 from ._cache import CACHE, FilterCache
 
 # Largest tile side: beyond it the tile's spectra leave the L2 cache and the
@@ -352,19 +353,17 @@ def fft_run(x, w, spec, out):
     wf = _spectra(w, spec, fh, fw)  # (K, C, fr, fh)
     group = _group(spec, n)
     cdt = wf.dtype
-    rows_buf = np.empty((group, c, fh, fr), cdt)
-    cols_buf = np.empty((group, c, fr, fh), cdt)
-    prod_buf = np.empty((group, k, fr, fh), cdt)
-    tmp_buf = np.empty((group, k, fr, fh), cdt)
-    back_buf = np.empty((group, k, th, fr), cdt)
-    res_buf = np.empty((group, k, th, fw), x.dtype)
     copy = _needs_copy(spec)
-    if copy:
-        sub_buf = np.empty((group, base.height, base.width, c), x.dtype)
+    shapes = [(group, c, fh, fr), (group, c, fr, fh), (group, k, fr, fh), (group, k, fr, fh)]
+    shapes += [(group, k, th, fr)]
+    real = [(group, k, th, fw)] + ([(group, base.height, base.width, c)] if copy else [])
+    rows_buf, cols_buf, prod_buf, tmp_buf, back_buf, res_buf, *sub_buf = workspace(
+        "strategy", [(shape, cdt) for shape in shapes] + [(shape, x.dtype) for shape in real]
+    )
     for s in range(0, n, group):
         g = min(group, n - s)
         if copy:
-            xs = sub_buf[:g]
+            xs = sub_buf[0][:g]
             polyphase_images(x[s : s + g], spec, xs)
         else:
             xs = x[s : s + g]

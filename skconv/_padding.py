@@ -20,7 +20,7 @@ Examples
 
 import numpy as np
 
-from ._buffers import copy_runs
+from ._buffers import copy_runs, workspace
 from ._validation import check_pair, is_int
 
 PAD_MODES = ("constant", "reflect", "symmetric", "edge", "wrap")
@@ -121,19 +121,26 @@ def prepare_chunk(chunk, plan, offsets=None):
         # (n', C') -> broadcastable against the chunk's (..., h, w, C') layout
         offsets = offsets.reshape(chunk.shape[:-3] + (1, 1, chunk.shape[-1]))
     (top, bottom), (left, right) = plan.pad
+    # The copies go to memory this thread keeps between calls
+    # (_buffers.workspace): the chunk is dead before the next one is made.
     if plan.pad == NO_PADDING:
-        if offsets is None:
-            x = np.ascontiguousarray(chunk, dtype=plan.dtype)
+        if offsets is None and chunk.dtype == plan.dtype and chunk.flags.c_contiguous:
+            x = chunk
         else:
-            x = np.subtract(chunk, offsets, out=np.empty(chunk.shape, plan.dtype))
+            (x,) = workspace("chunk", [(chunk.shape, plan.dtype)])
+            if offsets is None:
+                np.copyto(x, chunk, casting="unsafe")  # integer and bool images too
+            else:
+                np.subtract(chunk, offsets, out=x)
     elif plan.pad_mode == "constant":
-        shape = chunk.shape[:-3] + (
-            chunk.shape[-3] + top + bottom,
-            chunk.shape[-2] + left + right,
-            chunk.shape[-1],
-        )
-        x = np.zeros(shape, plan.dtype)
-        inside = x[..., top : top + chunk.shape[-3], left : left + chunk.shape[-2], :]
+        height, width = chunk.shape[-3:-1]
+        shape = chunk.shape[:-3] + (top + height + bottom, left + width + right, chunk.shape[-1])
+        (x,) = workspace("chunk", [(shape, plan.dtype)])
+        x[..., :top, :, :] = 0
+        x[..., top + height :, :, :] = 0
+        x[..., top : top + height, :left, :] = 0
+        x[..., top : top + height, left + width :, :] = 0
+        inside = x[..., top : top + height, left : left + width, :]
         if offsets is None:
             # rows of pixels (with their channels) moved whole
             rows = inside.shape[:-2] + (inside.shape[-2] * inside.shape[-1],)

@@ -90,7 +90,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
-from ._buffers import copy_runs
+from ._buffers import copy_runs, workspace
 from ._cache import CACHE, FilterCache
 from ._fft import fft_features, fft_fixed, fft_run, fft_workspace
 
@@ -293,7 +293,7 @@ def _taps_run(x, w, spec, out):
     win = window_view(x, spec)  # (n, oh, ow, c, p, q)
     k, p, q, c = w.shape
     group = _taps_group(spec, n)
-    scratch = np.empty((group, spec.out_height, spec.out_width), x.dtype)
+    (scratch,) = workspace("strategy", [((group, spec.out_height, spec.out_width), x.dtype)])
     taps = [(u, v, ch) for u in range(p) for v in range(q) for ch in range(c)]
     for s in range(0, n, group):
         g = min(group, n - s)
@@ -355,7 +355,7 @@ def _rowgemm_run(x, w, spec, out):
     wm = w.reshape(k, taps)
     _, hd = _row_buffer_shape(spec)
     group = _rowgemm_group(spec, n)
-    buf = np.empty(group * _rowgemm_image_items(spec), x.dtype)
+    (buf,) = workspace("strategy", [((group * _rowgemm_image_items(spec),), x.dtype)])
     for s in range(0, n, group):
         g = min(group, n - s)
         xs = x[s : s + g]
@@ -431,9 +431,10 @@ def _wide_run(x, w, spec, out):
     _, hd = _row_buffer_shape(spec)
     rows_items, out_items = _wide_image_items(spec)
     group = _wide_group(spec, n)
-    rows_buf = np.empty(group * rows_items, x.dtype)
     in_place = out.strides[3] == isz and out.strides[0] == ow * isz
-    out_buf = None if in_place else np.empty(group * out_items, x.dtype)
+    shapes = [(group * rows_items,)] + ([] if in_place else [(group * out_items,)])
+    rows_buf, *out_buf = workspace("strategy", [(shape, x.dtype) for shape in shapes])
+    out_buf = out_buf[0] if out_buf else None
     for s in range(0, n, group):
         g = min(group, n - s)
         xs = x[s : s + g]
@@ -799,7 +800,7 @@ def _separable_run(x, w, spec, out):
     p, oh, ow, isz = spec.filter_height, spec.out_height, spec.out_width, x.itemsize
     spec_r = replace(spec, filter_rank=r)
     group = _separable_group(spec_r, n, r)
-    buf = np.empty(group * _separable_image_items(spec_r, r), x.dtype)
+    (buf,) = workspace("strategy", [((group * _separable_image_items(spec_r, r),), x.dtype)])
     for s in range(0, n, group):
         g = min(group, n - s)
         flat = buf[: g * _separable_image_items(spec_r, r)]
