@@ -137,11 +137,15 @@ def scipy_loop(signal, x, bank):
 # --- timing --------------------------------------------------------------------
 
 
-def time_interleaved(candidates, rounds, rng, pause=0.02, min_sample=2e-3):
-    """Median seconds of each candidate, timed interleaved in shuffled order.
+def time_interleaved(candidates, rounds, rng, pause=0.02, min_sample=2e-3, warmup=0.0):
+    """Seconds per call of each candidate, timed interleaved in shuffled order.
 
-    (Used by ``fit_cost_model.py``'s sweep; the benchmark times in blocks,
-    :func:`time_blocks`.)
+    The random sweep times skconv's candidates this way (and
+    ``fit_cost_model.py``'s sweep every strategy); the workloads time in
+    blocks, :func:`time_blocks`.  What a block cannot escape, a state of
+    the machine that lasts for seconds, falls on every candidate alike
+    here: Google Benchmark interleaves its repetitions at random for the
+    same reason ("Random Interleaving", docs/random_interleaving.md).
 
     Parameters
     ----------
@@ -151,26 +155,37 @@ def time_interleaved(candidates, rounds, rng, pause=0.02, min_sample=2e-3):
         Samples per candidate; each round visits every candidate once, in a
         fresh random order.
     rng : numpy.random.Generator
+        Shuffles the rounds.
     pause : float
         Seconds of sleep before each sample, so that the worker threads the
-        previous candidate's library left spinning do not steal the cores;
-        then one untimed call wakes the candidate's own threads up, so that
-        what is timed is the steady state of repeated calls.
+        previous candidate's library left spinning do not steal the cores
+        (0: none).
     min_sample : float
         A call faster than this is repeated within one sample (the sample is
         the mean), so that timer resolution and one-off hiccups matter less.
+    warmup : float
+        Seconds of untimed calls, round after round of every candidate,
+        before the first sample (caches, page faults, BLAS threads; at least
+        one call each).
+
+    Each sample follows one untimed call of its candidate, which wakes its
+    own threads up and warms its caches after the previous candidate: what
+    is timed is the steady state of repeated calls.
 
     Returns
     -------
     dict of str to list of float
         Every sample, in seconds per call.
     """
+    _settle_after_torch(pause)
     repeats = {}
-    for name, fn in candidates.items():  # warm up: caches, page faults, BLAS threads
-        start = time.perf_counter()
-        fn()
-        elapsed = time.perf_counter() - start
-        repeats[name] = max(1, min(50, int(min_sample / max(elapsed, 1e-7))))
+    warm_until = time.perf_counter() + warmup
+    while not repeats or time.perf_counter() < warm_until:
+        for name, fn in candidates.items():  # warm up: caches, page faults, BLAS threads
+            start = time.perf_counter()
+            fn()
+            elapsed = time.perf_counter() - start
+            repeats[name] = max(1, min(50, int(min_sample / max(elapsed, 1e-7))))
     samples = {name: [] for name in candidates}
     names = list(candidates)
     for _ in range(rounds):
@@ -179,16 +194,35 @@ def time_interleaved(candidates, rounds, rng, pause=0.02, min_sample=2e-3):
             fn, reps = candidates[name], repeats[name]
             if pause:
                 time.sleep(pause)
-                fn()
+            fn()
             start = time.perf_counter()
             for _ in range(reps):
                 fn()
             samples[name].append((time.perf_counter() - start) / reps)
+        _LAST_TIMED[0] = names[-1]
     return samples
 
 
 TORCH_SETTLE_S = 1.0
 WARMUP_S = 0.5
+# The last candidate timed, by any of the timing functions: the first block
+# or sample after torch's waits for its workers to go idle, also when they
+# are timed by separate calls (the sweep times torch after each shape).
+_LAST_TIMED = [None]
+
+
+def _settle_after_torch(pause):
+    """Sleep ``TORCH_SETTLE_S`` when the last candidate timed was torch's.
+
+    torch's OpenMP workers keep spinning long after its last call and take
+    the cores from whatever runs next (measured: a 10 ms conv2d timed at
+    74 ms right after torch's block): let them go idle.  Nothing with
+    ``pause`` 0 (``--smoke``).
+    """
+    last = _LAST_TIMED[0]
+    if pause and last is not None and last.startswith("torch"):
+        time.sleep(TORCH_SETTLE_S)
+        _LAST_TIMED[0] = None
 
 
 def time_blocks(candidates, rounds, pause=0.02, min_sample=2e-3, passes=1):
@@ -213,20 +247,16 @@ def time_blocks(candidates, rounds, pause=0.02, min_sample=2e-3, passes=1):
         Every sample, in seconds per call.
     """
     samples = {}
-    previous = None
-    # torch's blocks first, so that the settle pause below follows them
+    # torch's blocks first, so that the settle pause follows them
     first = {name: fn for name, fn in candidates.items() if name.startswith("torch")}
     candidates = {**first, **candidates}
     order = list(candidates.items())
     blocks = [item for k in range(passes) for item in (order if k % 2 == 0 else order[::-1])]
     for name, fn in blocks:
+        _settle_after_torch(pause)
         if pause:
-            # torch's OpenMP workers keep spinning long after its last call and
-            # take the cores from whatever runs next (measured: a 10 ms conv2d
-            # timed at 74 ms right after torch's block): let them go idle.
-            settle = previous is not None and previous.startswith("torch")
-            time.sleep(TORCH_SETTLE_S if settle else pause)
-        previous = name
+            time.sleep(pause)
+        _LAST_TIMED[0] = name
         # Warm up for WARMUP_S, not one call: after a pause the first calls of
         # a block run up to 4x slower for ~0.4 s (measured: 41-53 ms, then 12 ms
         # for the same conv2d), which best-of-7 of 10-70 ms calls cannot escape.
@@ -377,8 +407,15 @@ def run_workload(
     pause=0.02,
     gemm=None,
     passes=1,
+    order=None,
 ):
-    """Time every candidate on one workload; returns a JSON-able dict."""
+    """Time every candidate on one workload; returns a JSON-able dict.
+
+    With ``order`` (a ``numpy.random.Generator``) the candidates are timed
+    interleaved in orders it shuffles (:func:`time_interleaved`, ``rounds``
+    times ``passes`` samples each), else each in its own blocks
+    (:func:`time_blocks`).
+    """
     n, h, w, c, k, p, q, stride = shape
     x = rng.standard_normal((n, h, w) if c == 1 else (n, h, w, c)).astype(dtype)
     bank = rng.standard_normal((k, p, q) if c == 1 else (k, p, q, c)).astype(dtype)
@@ -442,7 +479,12 @@ def run_workload(
             candidates["torch"] = run_torch
             candidates["torch_no_onednn"] = run_torch_no_onednn
 
-    samples = time_blocks(candidates, rounds, pause=pause, passes=passes)
+    if order is None:
+        samples = time_blocks(candidates, rounds, pause=pause, passes=passes)
+    else:
+        samples = time_interleaved(
+            candidates, rounds * passes, order, pause=pause, warmup=WARMUP_S if pause else 0.0
+        )
     results = {}
     for cname, times in samples.items():
         entry = _entry(times, scale.get(cname, 1.0), flops, peak)
@@ -620,7 +662,19 @@ def random_shape(rng, max_macs=3e8):
 
 
 def run_sweep(count, rng, rounds, level, pause, passes=1):
-    """auto against every strategy and torch on random shapes (float32 and float64)."""
+    """auto against every strategy and torch on random shapes (float32 and float64).
+
+    skconv's candidates are timed interleaved (:func:`time_interleaved`):
+    the sweep asks whether auto picks the fastest strategy, and timed in
+    blocks, both of auto's blocks (two passes) on a shape sometimes ran
+    3-14x slower than the blocks of the strategy it runs, in the same run
+    (shapes with 60-130 MB results, in three of three recordings; the
+    machine showed no steal time and no memory compaction).  torch is timed
+    in its own blocks (its OpenMP workers would spin into the samples that
+    follow its own).  The orders are shuffled by a generator of their own,
+    so the shapes stay those of ``rng``.
+    """
+    order = np.random.default_rng(0)
     rows = []
     for i in range(count):
         n, h, w, k, p, q = random_shape(rng, max_macs=3e8 if level == "full" else 5e7)
@@ -638,6 +692,7 @@ def run_sweep(count, rng, rounds, level, pause, passes=1):
             memory=False,
             pause=pause,
             passes=passes,
+            order=order,
         )
         torch = _torch()
         if torch is not None:

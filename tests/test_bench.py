@@ -5,6 +5,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 PATH = Path(__file__).parent.parent / "benchmarks" / "bench.py"
@@ -101,3 +102,36 @@ def test_blocks_in_passes_alternate_their_order_and_pool_the_samples():
     # each block: one warm-up call and 3 timed ones; torch first, then reversed
     blocks = [calls[i] for i in range(0, len(calls), 4)]
     assert blocks == ["torch", "a", "b", "b", "a", "torch"]
+
+
+def test_interleaved_rounds_visit_every_candidate_once_after_a_warm_call():
+    calls = []
+    candidates = {name: (lambda name=name: calls.append(name)) for name in ("a", "b", "c")}
+    samples = bench.time_interleaved(
+        candidates, rounds=4, rng=np.random.default_rng(0), pause=0, min_sample=0
+    )
+    assert {name: len(times) for name, times in samples.items()} == {"a": 4, "b": 4, "c": 4}
+    warm, timed = calls[:3], calls[3:]
+    assert warm == ["a", "b", "c"]
+    # each sample: the candidate's untimed call, then its timed one
+    pairs = [timed[i : i + 2] for i in range(0, len(timed), 2)]
+    assert all(x == y for x, y in pairs) and len(pairs) == 12
+    rounds = [sorted(p[0] for p in pairs[i : i + 3]) for i in range(0, 12, 3)]
+    assert rounds == [["a", "b", "c"]] * 4
+    assert len({tuple(p[0] for p in pairs[i : i + 3]) for i in range(0, 12, 3)}) > 1  # shuffled
+
+
+def test_the_block_after_torch_waits_also_across_calls(monkeypatch):
+    slept = []
+    monkeypatch.setattr(bench.time, "sleep", slept.append)
+    bench.time_blocks({"torch": lambda: None}, rounds=1, pause=0.01, min_sample=0)
+    slept.clear()
+    bench.time_blocks({"a": lambda: None}, rounds=1, pause=0.01, min_sample=0)
+    assert slept[0] == bench.TORCH_SETTLE_S
+    bench.time_blocks({"torch": lambda: None}, rounds=1, pause=0.01, min_sample=0)
+    slept.clear()
+    bench.time_interleaved({"a": lambda: None}, 1, np.random.default_rng(0), pause=0.01)
+    assert slept[0] == bench.TORCH_SETTLE_S
+    slept.clear()
+    bench.time_interleaved({"a": lambda: None}, 1, np.random.default_rng(0), pause=0.01)
+    assert bench.TORCH_SETTLE_S not in slept  # not after skconv's own candidates
