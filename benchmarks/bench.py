@@ -28,9 +28,10 @@ calls), the blocks side by side in one run, in two passes (the second in
 reverse order) at the full level; the best of the N is reported (other
 processes on a shared machine only ever add time) with the median next to
 it, and ratios are taken between bests of the same run.  A random sweep
-compares auto with the fastest strategy, a memory case checks the bound of
-``working_memory``, and the results are compared with the thresholds of
-``evaluate_targets`` (reported, never asserted).  The machine, NumPy, BLAS,
+compares auto with the fastest strategy, timing skconv's candidates
+interleaved in shuffled rounds instead (see ``run_sweep``), a memory case
+checks the bound of ``working_memory``, and the results are compared with
+the thresholds of ``evaluate_targets`` (reported, never asserted).  The machine, NumPy, BLAS,
 its kernels (threadpoolctl's ``architecture``, ``OPENBLAS_CORETYPE``) and
 whether ``auto`` ran on a calibrated cost model (``skconv.calibrate``;
 ``--calibrate`` runs it first) are recorded.
@@ -915,7 +916,8 @@ def format_report(report):
     if sweep:
         torch_g = sweep["auto_over_torch_geomean"]
         lines.append(
-            f"Random sweep ({len(sweep['shapes'])} shapes, n_jobs=-1): auto / fastest strategy "
+            f"Random sweep ({len(sweep['shapes'])} shapes, n_jobs=-1; skconv's candidates "
+            "interleaved, torch in blocks): auto / fastest strategy "
             f"geomean {sweep['auto_over_fastest_geomean']:.3f}, worst "
             f"{sweep['auto_over_fastest_worst']:.2f}; auto / torch geomean "
             + (f"{torch_g:.3f}" if torch_g else "-")
