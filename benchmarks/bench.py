@@ -670,10 +670,15 @@ def run_sweep(count, rng, rounds, level, pause, passes=1):
     blocks, both of auto's blocks (two passes) on a shape sometimes ran
     3-14x slower than the blocks of the strategy it runs, in the same run
     (shapes with 60-130 MB results, in three of three recordings; the
-    machine showed no steal time and no memory compaction).  torch is timed
-    in its own blocks (its OpenMP workers would spin into the samples that
-    follow its own).  The orders are shuffled by a generator of their own,
-    so the shapes stay those of ``rng``.
+    machine showed no steal time and no memory compaction).  Interleaved
+    samples come out slower than the bests of blocks (the fastest strategy's
+    best: 1.17-1.21x in geometric mean over the 40 shapes of two native
+    runs; caches and threads are cold after another candidate), so the
+    ratios of the sweep are between interleaved times only, and its auto /
+    torch, against torch timed in its own blocks (its OpenMP workers would
+    spin into the samples that follow its own), is conservative for skconv.
+    The orders are shuffled by a generator of their own, so the shapes stay
+    those of ``rng``.
     """
     order = np.random.default_rng(0)
     rows = []
