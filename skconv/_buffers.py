@@ -36,8 +36,8 @@ import numpy as np
 # in again on every call depends on what the process allocated before
 # (measured: rowgemm_wide on 24 62x62 float32 images with 3 1x5 filters,
 # 1.55 ms and ~900 page faults per call in a fresh process, 0.19-0.21 ms
-# with its 2.7 MiB workspace kept; in one benchmark run the same call was
-# fast or slow depending on the shapes timed before it).  The strategies
+# with its 2.7 MiB workspace kept; in one process the same call was fast
+# or slow depending on the shapes timed before it).  The strategies
 # size their workspaces to a few MiB (``GROUP_BYTES``), so this covers them;
 # larger ones (a single huge image, a large chunk) are allocated per call.
 # Two slots are used, so a thread keeps at most twice this.
