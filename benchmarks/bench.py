@@ -146,7 +146,8 @@ def time_interleaved(candidates, rounds, rng, pause=0.02, min_sample=2e-3, warmu
     blocks, :func:`time_blocks`.  What a block cannot escape, a state of
     the machine that lasts for seconds, falls on every candidate alike
     here: Google Benchmark interleaves its repetitions at random for the
-    same reason ("Random Interleaving", docs/random_interleaving.md).
+    same reason ("Random Interleaving",
+    https://google.github.io/benchmark/random_interleaving.html).
 
     Parameters
     ----------
