@@ -50,6 +50,9 @@ def test_smoke_run_writes_json(tmp_path, capsys):
         assert {"auto", "auto[n_jobs=1]", "rowgemm", "stride_tricks_einsum"} <= set(results)
         assert workload["chosen"]["n_jobs=-1"] in results
         assert workload["auto_over_fastest"] > 0
+        check = workload["auto_check"]
+        assert {"auto", workload["chosen"]["n_jobs=-1"], check["fastest"]} <= set(check["best_ms"])
+        assert check["auto_over_fastest"] > 0
         for entry in results.values():
             assert 0 < entry["best_ms"] <= entry["median_ms"] and entry["gflops"] > 0
             assert entry["peak_fraction"] > 0
@@ -135,3 +138,28 @@ def test_the_block_after_torch_waits_also_across_calls(monkeypatch):
     slept.clear()
     bench.time_interleaved({"a": lambda: None}, 1, np.random.default_rng(0), pause=0.01)
     assert bench.TORCH_SETTLE_S not in slept  # not after skconv's own candidates
+
+
+def test_auto_is_checked_interleaved_against_the_strategies_close_in_the_blocks():
+    calls = []
+
+    def sleeper(name, seconds):
+        def call():
+            calls.append(name)
+            time.sleep(seconds)
+
+        return call
+
+    seconds = {"auto": 0.003, "rowgemm": 0.003, "fast": 0.001, "close": 0.002, "far": 0.001}
+    seconds["einsum"] = 0.001
+    candidates = {name: sleeper(name, t) for name, t in seconds.items()}
+    candidates["torch"] = candidates["rowgemm[n_jobs=1]"] = sleeper("other", 0)
+    # block bests: auto runs rowgemm, which its block timed slow; "far" is
+    # beyond CHECK_CLOSE; einsum is a slow peer (timed on a subset)
+    blocks = {"fast": 1.0, "close": 1.4, "rowgemm": 2.0, "far": 1.6, "einsum": 1.1, "torch": 0.5}
+    blocks["rowgemm[n_jobs=1]"] = 1.0
+    results = {name: {"best_ms": ms} for name, ms in blocks.items()}
+    check = bench.check_auto(candidates, results, "fast", "rowgemm", rounds=3, pause=0)
+    assert set(check["best_ms"]) == {"auto", "rowgemm", "fast", "close"} == set(calls)
+    assert check["fastest"] == "fast"
+    assert 2 < check["auto_over_fastest"] < 4  # 3 ms against 1 ms, timed again
