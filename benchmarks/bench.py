@@ -181,6 +181,8 @@ def time_interleaved(candidates, rounds, rng, pause=0.02, min_sample=2e-3, warmu
     dict of str to list of float
         Every sample, in seconds per call.
     """
+    if not candidates:
+        return {}
     _settle_after_torch(pause)
     repeats = {}
     warm_until = time.perf_counter() + warmup

@@ -76,8 +76,8 @@ been (geometric mean and worst ratio), for n_jobs=1 and n_jobs=2.
 
 One strategy at a time (``--methods NAME``)
 -------------------------------------------
-A strategy added after the last full sweep gets its weights without
-re-measuring the others: ``measure --methods fft`` times it on a sweep drawn
+A strategy added or changed after the last full sweep gets its weights
+without re-measuring the others: ``measure --methods fft`` times it on a sweep drawn
 where it can matter (``METHOD_SWEEPS``) together with rowgemm, interleaved,
 on the same shapes and in the same run (written to
 ``cost_model_sweep_<name>.json``).  On a machine busier than during the full
@@ -139,17 +139,6 @@ def fft_problem(rng):
         return n, h, w, c, k, p, q, stride, dilation, 0
 
 
-# Sweeps of the strategies fitted on their own (``--methods``): a problem
-# generator, how many of its problems, and fixed problems (here the small
-# workloads, where fft must learn that it loses, and W7 and W8).
-METHOD_SWEEPS = {
-    "fft": (
-        fft_problem,
-        40,
-        [tuple(wl) + (1, 1, 0) for wl in WORKLOADS[:5]]
-        + [(50, 96, 96, 1, 4, 31, 31, 1, 1, 0), (100, 128, 128, 1, 8, 11, 11, 1, 1, 0)],
-    ),
-}
 REFERENCE = "rowgemm"  # the load-factor yardstick of --methods sweeps
 
 
@@ -172,6 +161,22 @@ def random_problem(rng):
         n = max(1, min(n, int(3e8 / macs)))
         if n * macs >= 3e5:
             return n, h, w, c, k, p, q, stride, dilation, rank
+
+
+# Sweeps of the strategies fitted on their own (``--methods``): a problem
+# generator, how many of its problems, and fixed problems.  fft: the small
+# workloads, where it must learn that it loses, and W7 and W8.  toeplitz
+# (refitted after its products for all filters became one matmul call): the
+# full sweep's range and W1-W6.
+METHOD_SWEEPS = {
+    "fft": (
+        fft_problem,
+        40,
+        [tuple(wl) + (1, 1, 0) for wl in WORKLOADS[:5]]
+        + [(50, 96, 96, 1, 4, 31, 31, 1, 1, 0), (100, 128, 128, 1, 8, 11, 11, 1, 1, 0)],
+    ),
+    "toeplitz": (random_problem, 50, [tuple(wl) + (1, 1, 0) for wl in WORKLOADS]),
+}
 
 
 def make_filters(rng, k, p, q, c, rank):

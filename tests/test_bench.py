@@ -124,6 +124,11 @@ def test_interleaved_rounds_visit_every_candidate_once_after_a_warm_call():
     assert len({tuple(p[0] for p in pairs[i : i + 3]) for i in range(0, 12, 3)}) > 1  # shuffled
 
 
+def test_interleaved_timing_of_no_candidates_returns_at_once():
+    # (the cost-model sweep times the strategies that are not slow: none, on a large problem)
+    assert bench.time_interleaved({}, rounds=3, rng=np.random.default_rng(0), warmup=0.1) == {}
+
+
 def test_the_block_after_torch_waits_also_across_calls(monkeypatch):
     slept = []
     monkeypatch.setattr(bench.time, "sleep", slept.append)
