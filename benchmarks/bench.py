@@ -140,7 +140,9 @@ def scipy_loop(signal, x, bank):
 # --- timing --------------------------------------------------------------------
 
 
-def time_interleaved(candidates, rounds, rng, pause=0.02, min_sample=2e-3, warmup=0.0):
+def time_interleaved(
+    candidates, rounds, rng, pause=0.02, min_sample=2e-3, warmup=0.0, sample_warmup=0.0
+):
     """Seconds per call of each candidate, timed interleaved in shuffled order.
 
     The random sweep times skconv's candidates this way (and
@@ -171,10 +173,18 @@ def time_interleaved(candidates, rounds, rng, pause=0.02, min_sample=2e-3, warmu
         Seconds of untimed calls, round after round of every candidate,
         before the first sample (caches, page faults, BLAS threads; at least
         one call each).
+    sample_warmup : float
+        Seconds of untimed calls of its candidate before each sample (at
+        least one call).
 
-    Each sample follows one untimed call of its candidate, which wakes its
-    own threads up and warms its caches after the previous candidate: what
-    is timed is the steady state of repeated calls.
+    Each sample follows untimed calls of its candidate, which wake its own
+    threads up and warm its caches after the previous candidate: what is
+    timed is the steady state of repeated calls.  One call is not always
+    enough: after an idle moment (a pause), conv2d's own threads splitting
+    a batch ran slower for about 50 ms (measured: 5000 8x8 float64 images,
+    4 3x3 filters, toeplitz split over 2 threads, median 0.82 ms a call in
+    the first 50 ms after a 0.2 s sleep, 0.50 ms after; BLAS's own threads,
+    the operator strategy, were back to speed after 2 ms).
 
     Returns
     -------
@@ -200,7 +210,10 @@ def time_interleaved(candidates, rounds, rng, pause=0.02, min_sample=2e-3, warmu
             fn, reps = candidates[name], repeats[name]
             if pause:
                 time.sleep(pause)
+            warm_until = time.perf_counter() + sample_warmup
             fn()
+            while time.perf_counter() < warm_until:
+                fn()
             start = time.perf_counter()
             for _ in range(reps):
                 fn()
@@ -211,6 +224,8 @@ def time_interleaved(candidates, rounds, rng, pause=0.02, min_sample=2e-3, warmu
 
 TORCH_SETTLE_S = 1.0
 WARMUP_S = 0.5
+# Untimed calls before each interleaved sample (see time_interleaved).
+SAMPLE_WARMUP_S = 0.06
 # The last candidate timed, by any of the timing functions: the first block
 # or sample after torch's waits for its workers to go idle, also when they
 # are timed by separate calls (the sweep times torch after each shape).
@@ -266,8 +281,11 @@ def time_blocks(candidates, rounds, pause=0.02, min_sample=2e-3, passes=1):
         # Warm up for WARMUP_S, not one call: after a pause the first calls of
         # a block run up to 4x slower for ~0.4 s (measured: 41-53 ms, then 12 ms
         # for the same conv2d), which best-of-7 of 10-70 ms calls cannot escape.
+        # For WARMUP_S whatever the number of calls: a batch split over
+        # conv2d's threads runs slow for ~50 ms after idling (see
+        # time_interleaved), longer than 30 calls of a 0.6 ms candidate.
         warm_until, calls = time.perf_counter() + (WARMUP_S if pause else 0.0), 0
-        while calls < 1 or (time.perf_counter() < warm_until and calls < 30):
+        while calls < 1 or time.perf_counter() < warm_until:
             start = time.perf_counter()
             fn()
             elapsed = time.perf_counter() - start
@@ -489,7 +507,12 @@ def run_workload(
         samples = time_blocks(candidates, rounds, pause=pause, passes=passes)
     else:
         samples = time_interleaved(
-            candidates, rounds * passes, order, pause=pause, warmup=WARMUP_S if pause else 0.0
+            candidates,
+            rounds * passes,
+            order,
+            pause=pause,
+            warmup=WARMUP_S if pause else 0.0,
+            sample_warmup=SAMPLE_WARMUP_S if pause else 0.0,
         )
     results = {}
     for cname, times in samples.items():
@@ -580,7 +603,12 @@ def check_auto(candidates, results, fastest, method, rounds, pause):
         return None
     timed = {"auto": candidates["auto"], **{n: candidates[n] for n in names}}
     samples = time_interleaved(
-        timed, rounds, np.random.default_rng(0), pause=pause, warmup=WARMUP_S if pause else 0.0
+        timed,
+        rounds,
+        np.random.default_rng(0),
+        pause=pause,
+        warmup=WARMUP_S if pause else 0.0,
+        sample_warmup=SAMPLE_WARMUP_S if pause else 0.0,
     )
     best = {name: float(np.min(times)) * 1e3 for name, times in samples.items()}
     winner = min(names, key=best.get)
