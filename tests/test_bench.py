@@ -168,3 +168,21 @@ def test_auto_is_checked_interleaved_against_the_strategies_close_in_the_blocks(
     assert set(check["best_ms"]) == {"auto", "rowgemm", "fast", "close"} == set(calls)
     assert check["fastest"] == "fast"
     assert 2 < check["auto_over_fastest"] < 4  # 3 ms against 1 ms, timed again
+
+
+def test_warm_ups_last_their_time_whatever_the_number_of_calls(monkeypatch):
+    calls = []
+    monkeypatch.setattr(bench, "WARMUP_S", 0.05)
+    bench.time_blocks({"a": lambda: calls.append(1)}, rounds=1, pause=0.001, min_sample=0)
+    assert len(calls) > 100  # a no-op for 0.05 s: far more than 30 calls
+    calls.clear()
+    samples = bench.time_interleaved(
+        {"a": lambda: calls.append(time.sleep(0.001))},
+        rounds=2,
+        rng=np.random.default_rng(0),
+        pause=0,
+        min_sample=0,
+        sample_warmup=0.02,
+    )
+    # per sample: untimed calls for 0.02 s (about 10 of 1 ms) and one timed call
+    assert len(samples["a"]) == 2 and len(calls) >= 1 + 2 * (5 + 1)
