@@ -129,6 +129,17 @@ LOCAL_TOLERANCE = 1.03
 DEFAULT_SECONDS = 20.0
 # Timed calls of the "threads" mode per call of the others (see calibrate).
 THREADS_ROUNDS = 6
+# Seconds of untimed calls before the "threads" mode is timed: after an idle
+# moment, conv2d's own threads splitting a batch ran ~1.6x slower for about
+# 50 ms on a 2-core virtual machine (5000 8x8 float64 images, 4 3x3
+# filters, toeplitz split: median 0.82 ms a call in the first 50 ms after a
+# 0.2 s sleep, 0.50 ms after), while BLAS's own threads were back to speed
+# within 2 ms.  A probe times a few milliseconds of calls: without this, the
+# calibration priced the split at its slow start.  Only after an idle moment
+# of more than THREADS_IDLE_S (the probes of one problem are timed one mode
+# at a time, so the threads' calls mostly follow each other).
+THREADS_WARMUP_S = 0.06
+THREADS_IDLE_S = 0.005
 TINY_SECONDS = 3.0
 
 # Probe problems: (height, width, channels, filters, p, q, stride, rank);
@@ -375,10 +386,16 @@ def best_of(call, rounds, cap):
     return best
 
 
-def measure_time(name, spec, mode, call, rounds=3, cap=0.05):
-    """The default timer: best seconds of ``call`` (see :func:`calibrate`'s ``timer``)."""
+def measure_time(name, spec, mode, call, rounds=3, cap=0.05, warmup=0.0):
+    """The default timer: best seconds of ``call`` (see :func:`calibrate`'s ``timer``).
+
+    ``warmup`` seconds of untimed calls come first (see ``THREADS_WARMUP_S``).
+    """
     if hasattr(call, "prepare"):
         call.prepare()
+    warm_until = time.perf_counter() + warmup
+    while time.perf_counter() < warm_until:
+        call()
     return best_of(call, rounds, cap)
 
 
@@ -417,10 +434,12 @@ def _measure(probes, dtypes, modes, deadline, target, timer, rng):
             shape = (1, h, w) if c == 1 else (1, h, w, c)
             one = rng.standard_normal(shape).astype(dtype)
             spec_one = _setup(one, bank, stride=stride)[3].spec  # knows the filters' rank
-            for name, strategy in METHODS.items():
-                if not strategy.supports(spec_one):
-                    continue
-                for mode in modes:
+            # mode by mode: a mode's calls follow each other with no idle
+            # moment in between (see THREADS_WARMUP_S)
+            for mode in modes:
+                for name, strategy in METHODS.items():
+                    if not strategy.supports(spec_one):
+                        continue
                     n = _batch_size(name, spec_one, mode, target)
                     spec = replace(spec_one, n_images=n)
                     if not METHODS[name].supports(spec):
@@ -1001,6 +1020,8 @@ def calibrate(*, max_seconds=DEFAULT_SECONDS, refresh=False, timer=None, random_
         rounds = 1 if tiny else 3
         cap = 20 * target
 
+        threads_done = [-math.inf]  # when the last "threads" timing ended
+
         def timer(name, spec, mode, call):
             # Two threads of ours, scheduled by the OS, vary the most (the
             # wide row GEMM's threads on 1889 28x28 images at stride 2 took 1.0
@@ -1011,8 +1032,22 @@ def calibrate(*, max_seconds=DEFAULT_SECONDS, refresh=False, timer=None, random_
             # benchmark's best of 14: with 3 timed calls 0.83-1.02 (50 96x96
             # images, 4 31x31 filters), 0.82-0.99 (1000 28x28, 8 5x5); with
             # 9 0.86-0.92, 0.63-0.86; with 18 0.81-0.82, 0.58-0.59.
-            n = THREADS_ROUNDS * rounds if mode == "threads" else rounds
-            return measure_time(name, spec, mode, call, rounds=n, cap=cap)
+            if mode != "threads":
+                return measure_time(name, spec, mode, call, rounds=rounds, cap=cap)
+            if hasattr(call, "prepare"):
+                call.prepare()  # (drawing the images first: the threads idle meanwhile)
+            idle = time.perf_counter() - threads_done[0] > THREADS_IDLE_S
+            seconds = measure_time(
+                name,
+                spec,
+                mode,
+                call,
+                rounds=THREADS_ROUNDS * rounds,
+                cap=cap,
+                warmup=THREADS_WARMUP_S if idle and not tiny else 0.0,
+            )
+            threads_done[0] = time.perf_counter()
+            return seconds
 
     start = time.perf_counter()
     records = _measure(

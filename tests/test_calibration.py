@@ -2,6 +2,7 @@
 
 import json
 import math
+import time
 import warnings
 
 import numpy as np
@@ -336,10 +337,11 @@ def test_corrupted_calibration_is_ignored_with_a_warning(cache, content):
 def test_threads_mode_is_timed_more_often(cache, monkeypatch):
     # two threads of ours vary most from call to call: their best of more
     # calls is what conv2d gets at best, as for the other modes
-    rounds_by_mode = {}
+    rounds_by_mode, warmup_by_mode = {}, {}
 
-    def record(name, spec, mode, call, rounds, cap):
+    def record(name, spec, mode, call, rounds, cap, warmup=0.0):
         rounds_by_mode.setdefault(mode, set()).add(rounds)
+        warmup_by_mode.setdefault(mode, []).append(warmup)
         seconds = shipped_estimate(name, spec, mode)
         return seconds if math.isfinite(seconds) else 1e-3
 
@@ -348,6 +350,25 @@ def test_threads_mode_is_timed_more_often(cache, monkeypatch):
     assert rounds_by_mode["blas"] == rounds_by_mode["single"] == {1}
     if "threads" in rounds_by_mode:  # (a machine with more than one core)
         assert rounds_by_mode["threads"] == {_calibration.THREADS_ROUNDS}
+    # ... and, beyond the tiny calibration, after a warm-up of their own when
+    # they follow an idle moment: here (instant timings) once per problem and
+    # dtype, whose threads timings come one after the other
+    warmup_by_mode.clear()
+    _calibration.calibrate(max_seconds=5, refresh=True)
+    assert set(warmup_by_mode["blas"]) == set(warmup_by_mode["single"]) == {0.0}
+    if "threads" in warmup_by_mode:
+        warm = warmup_by_mode["threads"]
+        assert set(warm) == {0.0, _calibration.THREADS_WARMUP_S}
+        assert warm.count(_calibration.THREADS_WARMUP_S) <= 2 * len(_calibration.PROBES)
+
+
+def test_the_default_timer_warms_up_before_timing():
+    calls = []
+    seconds = _calibration.measure_time(
+        "rowgemm", None, "threads", lambda: calls.append(time.sleep(0.001)), rounds=2, warmup=0.02
+    )
+    # ~10 untimed calls of 1 ms, then best_of's warm call and 2 timed ones
+    assert len(calls) >= 5 + 3 and 0.001 <= seconds < 0.02
 
 
 def test_tiny_real_calibration_runs_and_auto_stays_exact(cache):
