@@ -57,15 +57,17 @@ MODES = ("blas", "threads", "single")
 MODEL_FILE = "cost_model.json"
 
 # The estimates are of best times.  A batch split over two of our threads
-# runs in one of two speeds for a whole timing block of ~0.5 s, where one
-# stream of products on BLAS's threads stays within a few percent (measured
-# natively on 2 cores, best of 7 calls per block: W5 float64, rowgemm_wide
-# split, 0.64-0.72 ms in one block and 0.86-1.08 in the next; the operator
-# 0.60-0.63 in both).  So with several threads a split must be estimated
-# faster than the best unsplit strategy by more than this share, which is
-# also about the model's own error.  Replayed on the estimates and timings
-# of 4 earlier benchmark recordings (about 130 shapes), it changed 2 to 4
-# picks in each, losing at most 3 % of the measured best where it lost.
+# varies more than one stream of products on BLAS's threads: after an idle
+# moment it runs ~1.6x slower for about 50 ms (measured natively on 2
+# cores: W5 float64, toeplitz split, median 0.82 ms a call in the first
+# 50 ms after a 0.2 s sleep, 0.50 ms after; the operator on BLAS's threads
+# was back to speed within 2 ms), so calls made now and then, rather than
+# one after the other, see the split slower than its best.  So with several
+# threads a split must be estimated faster than the best unsplit strategy
+# by more than this share, which is also about the model's own error.
+# Replayed on the estimates and timings of 4 earlier benchmark recordings
+# (about 130 shapes), it changed 2 to 4 picks in each, losing at most 3 % of
+# the measured best where it lost.
 SPLIT_MARGIN = 0.10
 
 
