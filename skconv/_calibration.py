@@ -1035,7 +1035,9 @@ def calibrate(*, max_seconds=DEFAULT_SECONDS, refresh=False, timer=None, random_
             # over three calibrations each (two with 18), against 0.6-0.7 in the
             # benchmark's best of 14: with 3 timed calls 0.83-1.02 (50 96x96
             # images, 4 31x31 filters), 0.82-0.99 (1000 28x28, 8 5x5); with
-            # 9 0.86-0.92, 0.63-0.86; with 18 0.81-0.82, 0.58-0.59.
+            # 9 0.86-0.92, 0.63-0.86; with 18 0.81-0.82, 0.58-0.59.  (Much
+            # of that was the split's slow start after idling, now warmed
+            # up: see THREADS_WARMUP_S; the rounds were not measured again.)
             if mode != "threads":
                 return measure_time(name, spec, mode, call, rounds=rounds, cap=cap)
             if hasattr(call, "prepare"):
