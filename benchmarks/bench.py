@@ -145,9 +145,9 @@ def time_interleaved(
 ):
     """Seconds per call of each candidate, timed interleaved in shuffled order.
 
-    The random sweep times skconv's candidates this way (and
-    ``fit_cost_model.py``'s sweep every strategy); the workloads time in
-    blocks, :func:`time_blocks`.  What a block cannot escape, a state of
+    The random sweep times skconv's candidates this way, and so do
+    :func:`check_auto` and ``fit_cost_model.py``'s sweep; the workloads time
+    in blocks, :func:`time_blocks`.  What a block cannot escape, a state of
     the machine that lasts for seconds, falls on every candidate alike
     here: Google Benchmark interleaves its repetitions at random for the
     same reason ("Random Interleaving",
@@ -596,10 +596,13 @@ def check_auto(candidates, results, fastest, method, rounds, pause):
     names = [
         name
         for name, entry in results.items()
-        if name in (method, fastest) or (name in candidates and entry["best_ms"] <= limit)
+        if (name in (method, fastest) or entry["best_ms"] <= limit)
+        # strategies on the whole batch with n_jobs=-1, as auto runs
+        and not name.startswith(("auto", "torch"))
+        and name not in SLOW
+        and "[" not in name
+        and "timed_on_images" not in entry
     ]
-    names = [n for n in names if not n.startswith(("auto", "torch")) and n not in SLOW]
-    names = [n for n in names if "[" not in n and "timed_on_images" not in results[n]]
     if not names:
         return None
     timed = {"auto": candidates["auto"], **{n: candidates[n] for n in names}}

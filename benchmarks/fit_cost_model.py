@@ -170,8 +170,9 @@ def random_problem(rng):
 # Sweeps of the strategies fitted on their own (``--methods``): a problem
 # generator, how many of its problems, and fixed problems.  fft: the small
 # workloads, where it must learn that it loses, and W7 and W8.  toeplitz
-# (refitted after its products for all filters became one matmul call): the
-# full sweep's range and W1-W6.
+# (to refit it after its products for all filters became one matmul call;
+# that refit was measured, replayed and not kept): the full sweep's range
+# and W1-W6.
 METHOD_SWEEPS = {
     "fft": (
         fft_problem,
