@@ -72,8 +72,8 @@ from ._strategies import METHODS
 from ._threads import map_threads, n_threads_for, single_threaded_blas
 from ._validation import check_option
 
-# Un-pooled maps per block: a few times a core's L2 (1 MiB on AMD Zen 4,
-# 1.25-2 MiB on recent Intel cores), so that the activation and the pooling
+# Un-pooled maps per block: a few times a core's L2 (1 MiB on AMD Zen 4, 2 MiB
+# on Zen 5, 1.25-2 MiB on recent Intel cores), so that the activation and the pooling
 # read the maps from cache (L2 or the shared L3) while each block's products
 # stay large and the per-block Python overhead small: every NumPy call hands
 # the GIL over, which two threads feel block by block.  Measured with
