@@ -51,11 +51,12 @@ calibrations per setting): the refit with its local correction 1.07-1.08
 natively and 1.06-1.07 with Haswell kernels (1.06-1.08 and 1.11 timed at
 one batch size); the shipped weights 1.06 and 1.17; one scale per group
 1.07-1.08 and 1.12-1.14, although on the held-out probes it came out at
-1.07 against the refit's 1.15-1.19 with Haswell kernels.  So the refit is kept
-unless a simpler candidate chooses better on the held-out probes by more
-than ``SIMPLER_MARGIN`` (a refit gone wrong: it once picked a strategy 2.4x
-slower than the shipped weights' pick on a 64x64 problem with 15x15
-filters); :func:`choose_variant` decides, and the report says which.
+1.07 against the refit's 1.15-1.19 with Haswell kernels.  So the refit is
+kept unless a simpler candidate chooses better on the held-out probes by
+more than ``SIMPLER_MARGIN`` (a refit gone wrong: it once picked a
+strategy 2.4x slower than the shipped weights' pick on a 64x64 problem
+with 15x15 filters); :func:`choose_variant` decides, and the report says
+which.
 
 What the weights cannot say
 ---------------------------
@@ -458,7 +459,8 @@ def _measure(probes, dtypes, modes, deadline, target, timer, rng):
                         continue
                     n = _batch_size(name, spec_one, mode, target)
                     small = max(1, round(n / SMALL_BATCH_DIVISOR))
-                    for size, small_batch in ((n, False), (small, True))[: 1 + (small < n)]:
+                    sizes = [(n, False)] + ([(small, True)] if small < n else [])
+                    for size, small_batch in sizes:
                         spec = replace(spec_one, n_images=size)
                         if not METHODS[name].supports(spec):
                             continue

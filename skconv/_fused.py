@@ -73,10 +73,10 @@ from ._threads import map_threads, n_threads_for, single_threaded_blas
 from ._validation import check_option
 
 # Un-pooled maps per block: a few times a core's L2 (1 MiB on AMD Zen 4, 2 MiB
-# on Zen 5, 1.25-2 MiB on recent Intel cores), so that the activation and the pooling
-# read the maps from cache (L2 or the shared L3) while each block's products
-# stay large and the per-block Python overhead small: every NumPy call hands
-# the GIL over, which two threads feel block by block.  Measured with
+# on Zen 5, 1.25-2 MiB on recent Intel cores), so that the activation and the
+# pooling read the maps from cache (L2 or the shared L3) while each block's
+# products stay large and the per-block Python overhead small: every NumPy
+# call hands the GIL over, which two threads feel block by block.  Measured with
 # benchmarks/block_sweep.py (2 cores, AVX-512, OpenBLAS; seven problems from
 # 20000 8x8 images to 500 96x96, 4 to 32 filters of 3x3 to 15x15; abs and
 # 2x2 max pooling; one thread and two): 4 MiB blocks were within 1.04 of the
