@@ -226,6 +226,16 @@ TORCH_SETTLE_S = 1.0
 WARMUP_S = 0.5
 # Untimed calls before each interleaved sample (see time_interleaved).
 SAMPLE_WARMUP_S = 0.06
+
+
+def _interleaved_warmups(pause):
+    """time_interleaved's warm-ups: none when nothing pauses (smoke runs and tests)."""
+    return {
+        "warmup": WARMUP_S if pause else 0.0,
+        "sample_warmup": SAMPLE_WARMUP_S if pause else 0.0,
+    }
+
+
 # The last candidate timed, by any of the timing functions: the first block
 # or sample after torch's waits for its workers to go idle, also when they
 # are timed by separate calls (the sweep times torch after each shape).
@@ -284,12 +294,13 @@ def time_blocks(candidates, rounds, pause=0.02, min_sample=2e-3, passes=1):
         # For WARMUP_S whatever the number of calls: a batch split over
         # conv2d's threads runs slow for ~50 ms after idling (see
         # time_interleaved), longer than 30 calls of a 0.6 ms candidate.
-        warm_until, calls = time.perf_counter() + (WARMUP_S if pause else 0.0), 0
-        while calls < 1 or time.perf_counter() < warm_until:
+        warm_until = time.perf_counter() + (WARMUP_S if pause else 0.0)
+        while True:  # at least one call; the last one sizes the samples
             start = time.perf_counter()
             fn()
             elapsed = time.perf_counter() - start
-            calls += 1
+            if start + elapsed >= warm_until:
+                break
         reps = max(1, min(50, int(min_sample / max(elapsed, 1e-7))))
         mine = samples.setdefault(name, [])
         for _ in range(rounds):
@@ -507,12 +518,7 @@ def run_workload(
         samples = time_blocks(candidates, rounds, pause=pause, passes=passes)
     else:
         samples = time_interleaved(
-            candidates,
-            rounds * passes,
-            order,
-            pause=pause,
-            warmup=WARMUP_S if pause else 0.0,
-            sample_warmup=SAMPLE_WARMUP_S if pause else 0.0,
+            candidates, rounds * passes, order, pause=pause, **_interleaved_warmups(pause)
         )
     results = {}
     for cname, times in samples.items():
@@ -607,12 +613,7 @@ def check_auto(candidates, results, fastest, method, rounds, pause):
         return None
     timed = {"auto": candidates["auto"], **{n: candidates[n] for n in names}}
     samples = time_interleaved(
-        timed,
-        rounds,
-        np.random.default_rng(0),
-        pause=pause,
-        warmup=WARMUP_S if pause else 0.0,
-        sample_warmup=SAMPLE_WARMUP_S if pause else 0.0,
+        timed, rounds, np.random.default_rng(0), pause=pause, **_interleaved_warmups(pause)
     )
     best = {name: float(np.min(times)) * 1e3 for name, times in samples.items()}
     winner = min(names, key=best.get)

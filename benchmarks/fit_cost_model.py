@@ -97,11 +97,9 @@ import time
 from dataclasses import replace
 
 import numpy as np
-from bench import (
-    SAMPLE_WARMUP_S,
-    machine_info,
-    time_interleaved,
-)  # benchmarks/bench.py, next to this file
+
+# benchmarks/bench.py, next to this file
+from bench import SAMPLE_WARMUP_S, machine_info, time_interleaved
 
 from skconv._conv import _check_finite_images, _setup, run_plan
 from skconv._costmodel import FEATURES, MODES, features

@@ -1048,9 +1048,10 @@ def calibrate(*, max_seconds=DEFAULT_SECONDS, refresh=False, timer=None, random_
         rounds = 1 if tiny else 3
         cap = 20 * target
 
-        threads_done = [-math.inf]  # when the last "threads" timing ended
+        threads_done = -math.inf  # when the last "threads" timing ended
 
         def timer(name, spec, mode, call):
+            nonlocal threads_done
             # Two threads of ours, scheduled by the OS, vary the most (the
             # wide row GEMM's threads on 1889 28x28 images at stride 2 took 1.0
             # to 1.7 us per image, call after call), and a refit took the
@@ -1070,7 +1071,7 @@ def calibrate(*, max_seconds=DEFAULT_SECONDS, refresh=False, timer=None, random_
                 return measure_time(name, spec, mode, call, rounds=rounds, cap=cap)
             if hasattr(call, "prepare"):
                 call.prepare()  # (drawing the images first: the threads idle meanwhile)
-            idle = time.perf_counter() - threads_done[0] > THREADS_IDLE_S
+            idle = time.perf_counter() - threads_done > THREADS_IDLE_S
             seconds = measure_time(
                 name,
                 spec,
@@ -1080,7 +1081,7 @@ def calibrate(*, max_seconds=DEFAULT_SECONDS, refresh=False, timer=None, random_
                 cap=cap,
                 warmup=THREADS_WARMUP_S if idle and not tiny else 0.0,
             )
-            threads_done[0] = time.perf_counter()
+            threads_done = time.perf_counter()
             return seconds
 
     start = time.perf_counter()
