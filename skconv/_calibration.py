@@ -1066,7 +1066,7 @@ def calibrate(*, max_seconds=DEFAULT_SECONDS, refresh=False, timer=None, random_
             # sweeps (three calibrations per kernel setting), 9 timed calls
             # chose as well as 18 (1.07-1.08 against 1.06-1.08 natively,
             # 1.06-1.07 against 1.05-1.08 with Haswell kernels) and took
-            # 10-12 s instead of 13-17.
+            # 10-12.5 s instead of 13-17.
             if mode != "threads":
                 return measure_time(name, spec, mode, call, rounds=rounds, cap=cap)
             if hasattr(call, "prepare"):
