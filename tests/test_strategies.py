@@ -14,10 +14,17 @@ import pytest
 from _oracles import naive_conv2d, random_problem
 from sklearn import config_context
 
-from skconv import _cache, conv2d
+from skconv import _buffers, _cache, _strategies, conv2d
 from skconv._buffers import ordered_view
 from skconv._plan import ConvSpec, plan_conv2d
-from skconv._strategies import METHODS, Strategy, filter_rank, register
+from skconv._strategies import (
+    METHODS,
+    Strategy,
+    _fill_rows,
+    _splits_columns,
+    filter_rank,
+    register,
+)
 
 FAST = [name for name in METHODS if name != "einsum"]
 
@@ -238,6 +245,81 @@ def test_noncontiguous_out_through_conv2d():
         result = conv2d(x, bank, out=holder, method=name)
         assert result is holder
         np.testing.assert_allclose(holder, naive(x[..., None], bank[..., None]), atol=1e-12)
+
+
+# --- column stride 2: the row buffer filled through column phases ----------------------
+
+
+@pytest.mark.parametrize(
+    "n, height, width, q, dilation",
+    [
+        (3, 9, 10, 3, (1, 1)),
+        (1, 1, 2, 1, (1, 1)),  # a single pair of pixels
+        (4, 7, 16, 5, (2, 1)),  # row dilation: the rows in two phases
+        (2, 5, 12, 4, (1, 1)),
+    ],
+)
+def test_stride_two_fill_moves_every_pixel_bit_for_bit(n, height, width, q, dilation):
+    rng = np.random.default_rng(20)
+    x = rng.standard_normal((n, height, width, 1)).astype(np.float32)
+    x[-1, -1, -2:, 0] = [-0.0, 1e-42]  # a negative zero and a subnormal, last in the batch
+    w = np.ones((1, 1, q, 1), np.float32)
+    spec = spec_for(x, w, stride=(1, 2), dilation=dilation)
+    assert _splits_columns(spec)
+    dh, ow = spec.dilation[0], spec.out_width
+    rows = np.full((dh, -(-height // dh), q, 1, n, ow), np.nan, np.float32)
+    _fill_rows(rows, x, spec, np.empty((2, n * height * width // 2), np.float32))
+    for ph in range(dh):
+        for t, row in enumerate(range(ph, height, dh)):
+            for v in range(q):
+                expected = x[:, row, v::2, 0][:, :ow]  # rows[ph, t, v, c, b, j], by definition
+                np.testing.assert_array_equal(
+                    rows[ph, t, v, 0].view(np.uint32), expected.view(np.uint32)
+                )
+
+
+def test_column_split_applies_to_float32_stride_two_single_channel_even_width():
+    x = np.zeros((10, 28, 28, 1), np.float32)
+    w = np.zeros((8, 5, 5, 1), np.float32)
+    assert _splits_columns(spec_for(x, w, stride=(2, 2)))
+    assert _splits_columns(spec_for(x, w, stride=(1, 2), dilation=(3, 1)))
+    assert not _splits_columns(spec_for(x, w, stride=(2, 1)))
+    assert not _splits_columns(spec_for(x, w, stride=(2, 2), dilation=(1, 2)))
+    assert not _splits_columns(spec_for(x[:, :, :27], w, stride=(2, 2)))  # odd width
+    assert not _splits_columns(spec_for(x.astype(np.float64), w, stride=(2, 2)))
+    x3, w3 = np.zeros((10, 28, 28, 3), np.float32), np.zeros((8, 5, 5, 3), np.float32)
+    assert not _splits_columns(spec_for(x3, w3, stride=(2, 2)))
+
+
+@pytest.mark.parametrize("name", ["rowgemm", "rowgemm_wide"])
+@pytest.mark.parametrize("padding", [((0, 0), (0, 0)), ((2, 2), (1, 2)), ((2, 1), (0, 3))])
+def test_stride_two_gives_the_same_bits_with_and_without_the_column_split(
+    name, padding, monkeypatch
+):
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((300, 28, 30)).astype(np.float32)  # several groups of images
+    bank = rng.standard_normal((4, 5, 4)).astype(np.float32)
+    split = conv2d(x, bank, stride=2, padding=padding, method=name)
+    monkeypatch.setattr(_strategies, "_splits_columns", lambda spec: False)
+    plain = conv2d(x, bank, stride=2, padding=padding, method=name)
+    np.testing.assert_array_equal(split, plain)
+    expected = naive_conv2d(x[:5, ..., None], bank[..., None], padding, stride=(2, 2))
+    np.testing.assert_allclose(split[:5], expected, rtol=0, atol=tolerance(np.float32, x, bank))
+
+
+@pytest.mark.parametrize("name", ["rowgemm", "rowgemm_wide"])
+def test_workspace_bytes_counts_the_column_split(name):
+    rng = np.random.default_rng(22)
+    x = rng.standard_normal((300, 28, 28, 1)).astype(np.float32)
+    w = rng.standard_normal((8, 5, 5, 1)).astype(np.float32)
+    spec = spec_for(x, w, stride=(2, 2))
+    assert _splits_columns(spec)
+    out = np.empty((300, 8, spec.out_height, spec.out_width), np.float32)
+    _buffers._kept.buffers = {}  # this thread's kept workspaces: allocated (and traced) anew
+    peak, _ = traced_peak(lambda: METHODS[name].run(x, w, spec, out))
+    # the split's scratch (over 700 KiB here) is counted, beyond the slack
+    assert peak <= METHODS[name].workspace_bytes(spec, 300) + 64 * 2**10, peak
+    np.testing.assert_allclose(out, tap_sums(x, w, (2, 2), (1, 1)), rtol=0, atol=1e-3)
 
 
 # --- low rank -----------------------------------------------------------------------
