@@ -40,7 +40,9 @@ The strategies:
     its rows; the p*q*C taps of every window of one output row are then one
     contiguous block, and one batched ``np.matmul`` of the (K, p*q*C)
     filter matrix with those blocks writes every output row, through a
-    transposed view of ``out``.  Everything supported.
+    transposed view of ``out``.  At a column stride of 2, float32 rows are
+    split into their even and odd columns first, so the copies move whole
+    runs (``_column_sources``).  Everything supported.
 ``"rowgemm_wide"``
     The same buffer with the images interleaved inside each row, so that
     one output row of a whole group of images is a single wide product;
