@@ -81,15 +81,24 @@ def check_real_dtype(dtype, name):
 def float_dtype(dtype, name):
     """The float dtype arrays of ``dtype`` are computed in.
 
-    float32 stays float32; float64, other floats, integers and bools compute in
-    float64 (like scikit-learn's ``check_array(dtype=[np.float64, np.float32])``).
+    float32 stays float32, in either byte order; float64, other floats,
+    integers and bools compute in float64 (like scikit-learn's
+    ``check_array(dtype=[np.float64, np.float32])``).  The result is in the
+    machine's byte order.
     """
     dtype = check_real_dtype(dtype, name)
-    return np.dtype(np.float32) if dtype == np.float32 else np.dtype(np.float64)
+    # (np.dtype(">f4") == np.float32 is False on a little-endian machine)
+    single = dtype.kind == "f" and dtype.itemsize == 4
+    return np.dtype(np.float32) if single else np.dtype(np.float64)
 
 
 def as_real_array(value, name):
-    """``np.asarray(value)`` of real numbers: sparse, ragged and non-numeric input raise."""
+    """``np.asarray(value)`` of real numbers: sparse, ragged and non-numeric input raise.
+
+    Arrays in the other byte order (big-endian data read from a file on a
+    little-endian machine) come back as a copy in the machine's byte order:
+    some NumPy reductions refuse such a dtype, and BLAS needs native numbers.
+    """
     if is_sparse(value):
         raise TypeError(
             f"{name} must be a dense array; got a sparse {type(value).__name__} "
@@ -108,6 +117,8 @@ def as_real_array(value, name):
             f"{name} must be an array of real numbers; could not read it: {exc}"
         ) from exc
     check_real_dtype(array.dtype, name)
+    if not array.dtype.isnative:
+        array = array.astype(array.dtype.newbyteorder("="))
     return array
 
 

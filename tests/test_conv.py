@@ -434,6 +434,26 @@ def test_float32_offset_images_exact_to_rounding(
     assert _relative_error(y, truth, x, f) <= 2.0
 
 
+@pytest.mark.parametrize("method", ["auto", "rowgemm", "toeplitz", "fft"])
+@pytest.mark.parametrize("dtype", [">f4", ">f8", ">i2"])
+def test_big_endian_input_is_read_in_its_own_byte_order(dtype, method):
+    # Data read from files written on another machine arrive big-endian.  A
+    # NumPy reduction refused such a dtype, and ">f4" was not recognised as
+    # float32 (np.dtype(">f4") != np.float32 on a little-endian machine).
+    rng = np.random.default_rng(3)
+    images = (rng.random((5, 9, 10)) * 100).astype(dtype)
+    bank = rng.standard_normal((3, 3, 4)).astype(">f8")
+    before = images.copy()
+    result = conv2d(images, bank, stride=(1, 2), method=method)
+    assert result.dtype == (np.float32 if dtype == ">f4" else np.float64)
+    assert result.dtype.isnative
+    expected = naive_conv2d(images.astype(np.float64)[..., None], bank.astype(float)[..., None])
+    rtol = 1e-5 if dtype == ">f4" else 1e-12
+    np.testing.assert_allclose(result, expected[:, :, :, ::2], rtol=rtol, atol=rtol * 1e3)
+    np.testing.assert_array_equal(images, before)
+    assert images.dtype == np.dtype(dtype)
+
+
 def test_float32_centring_per_image_and_not_for_float64():
     # Images at different offsets in one batch are each centred on their own:
     # the result of an image does not depend on its neighbours.

@@ -93,6 +93,15 @@ def test_float32_preserved_and_ints_become_float64():
     )
 
 
+def test_big_endian_float32_stays_float32():
+    maps = np.arange(48, dtype=">f4").reshape(3, 4, 4)
+    pooled = pool2d(maps, 2, op="max")
+    assert pooled.dtype == np.float32
+    np.testing.assert_array_equal(
+        pooled, naive_pool(maps[:, None].astype(np.float64), (2, 2), (2, 2), "max")[:, 0]
+    )
+
+
 def test_activation_before_pooling():
     maps = np.array([[[-4.0, 1.0], [2.0, -3.0]]])
     np.testing.assert_array_equal(pool2d(maps, 2, activation="abs"), [[[4.0]]])

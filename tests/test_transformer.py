@@ -668,6 +668,19 @@ def test_float32_in_float32_out(digits):
     assert BatchConv2DTransformer().transform(X.astype(np.int64)).dtype == np.float64
 
 
+def test_big_endian_rows_give_the_native_rows_result(digits):
+    # The same numbers in the other byte order: the same features, float32
+    # kept (np.dtype(">f4") != np.float32 on a little-endian machine).
+    X = digits[0][:20]
+    for dtype in (np.float32, np.float64):
+        est = BatchConv2DTransformer(filters=["edges", BANK_2x4], activation="abs", pooling="max")
+        native = est.fit_transform(X.astype(dtype))
+        swapped = X.astype(np.dtype(dtype).newbyteorder(">"))
+        out = est.fit_transform(swapped)
+        assert out.dtype == dtype
+        assert_array_equal(out, native)
+
+
 def _record_conv2d(monkeypatch):
     calls = []
     original = layout_module.conv2d
