@@ -1,8 +1,9 @@
 """The transformer's column layout, and the work that fills it chunk by chunk.
 
-A row of ``X`` is one image, flattened channels-last.  The layout says how a
-row is read as an image, which filters run together (one size group per
-filter shape), and which output columns each group's maps go to; the work
+A row of ``X`` is one image, flattened with its channels last or first
+(``channel_axis``).  The layout says how a row is read as an image, which
+filters run together (one size group per filter shape), and which output
+columns each group's maps go to; the work
 runs conv2d -> activation -> pooling on chunks of rows and writes each
 chunk's features into its slice of a preallocated output.  Nothing here
 knows about scikit-learn: the transformer passes in its parameters.
