@@ -88,8 +88,10 @@ class BatchConv2DTransformer(
         - a bank of shape (K, p, q, c) of multichannel filters, each summed
           over the c channels of the images (``image_shape=(h, w, c)``);
         - a list (or tuple) whose items are any of the above (arrays or bank
-          names); the items may have different filter sizes.  Their feature
-          maps are concatenated in list order.  A nested Python list is
+          names); the items may have different filter sizes.  Consecutive
+          items with the same filter shape run as one bank of all their
+          filters (a size group, see Notes), and the groups' feature maps
+          are concatenated in list order.  A nested Python list is
           read as such a list of items, never as one array: pass one filter
           as ``np.asarray(...)``.
 
@@ -249,10 +251,12 @@ class BatchConv2DTransformer(
       channel ch.  (K, p, q, c) filters sum over channels and give K maps.
     - ``activation="split"``: maps ``2 m`` and ``2 m + 1`` are relu(x) and
       relu(-x) of map m.
-    - Several size groups (a list of filters of different sizes): the
-      features of each group, laid out as above, are concatenated in list
-      order; their maps may have different sizes (e.g. with
-      ``padding="valid"``).
+    - Several size groups: in a list of filters, consecutive items with
+      the same filter shape form one group, laid out as above as one bank
+      of all their filters (K counts them all: with channels, the maps of
+      two 3x3 items interleave channel by channel, as if stacked into one
+      array).  The groups' features are concatenated in list order; their
+      maps may have different sizes (e.g. with ``padding="valid"``).
 
     **Feature names.** ``get_feature_names_out`` names each feature
     ``conv_f{k}[pos|neg][_ch{c}]_r{i}_c{j}``: filter k numbered across all

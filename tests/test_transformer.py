@@ -311,6 +311,29 @@ def test_consecutive_same_size_items_are_one_group(digits):
     )
 
 
+def test_same_size_items_on_channels_interleave_as_one_bank():
+    # Two 3x3 items on 3-channel images are one group of K = 2 + 3 filters,
+    # channel-major over the group: map ch * K + k is filter k on channel ch.
+    X = _rand((2, 5 * 6 * 3), seed=21)
+    first = _rand((2, 3, 3), seed=22)
+    est = BatchConv2DTransformer(filters=[first, BANK_3], image_shape=(5, 6, 3), padding="valid")
+    maps = est.fit_transform(X).reshape(2, 3 * 5, 3, 4)
+    filters = [*first, *BANK_3]
+    for i in range(2):
+        image = X[i].reshape(5, 6, 3)
+        for ch in range(3):
+            for k in range(5):
+                expected = naive_correlate(image[..., ch], filters[k])
+                assert_allclose(maps[i, ch * 5 + k], expected, atol=1e-10)
+    names = est.get_feature_names_out()
+    assert list(names[[0, 12, 2 * 12, 5 * 12]]) == [
+        "conv_f0_ch0_r0_c0",
+        "conv_f1_ch0_r0_c0",
+        "conv_f2_ch0_r0_c0",
+        "conv_f0_ch1_r0_c0",
+    ]
+
+
 def test_output_order_filter_major():
     X = _rand((3, 49), seed=10)
     est = BatchConv2DTransformer(filters=BANK_3, padding="valid")
