@@ -182,6 +182,18 @@ images, mid-range at most the half-range) skips the extra passes: the
 centred copy and a pass over the output (measured 10-40% of a call).
 """
 
+CENTRE_LIMIT = 2.0**102
+"""Offsets larger than this (~5e30) are not taken off.
+
+The offset comes from a sample of pixels, so a pixel it did not see may lie
+on the other side, up to float32's largest value (just under 2**128): ``x -
+c`` could overflow where the convolution itself does not.  With ``|c|`` at
+most 2**102, ``|x - c|`` stays below 2**127 + 2**102 when ``|x| < 2**127``,
+and above that ``c`` is less than half a unit in the last place of ``x``
+(2**104), so ``x - c`` rounds to a float32 neighbour of ``x``, never to
+infinity.
+"""
+
 
 def centring_offsets(chunk, plan):
     """Per-image, per-channel offsets to subtract from a float32 chunk, or None.
@@ -212,7 +224,7 @@ def centring_offsets(chunk, plan):
     low = pixels.min(axis=0).astype(np.float64)
     high = pixels.max(axis=0).astype(np.float64)
     mid, half = (low + high) / 2, (high - low) / 2
-    centre = np.abs(mid) > CENTRE_RATIO * half
+    centre = (np.abs(mid) > CENTRE_RATIO * half) & (np.abs(mid) <= CENTRE_LIMIT)
     if not centre.any():
         return None
     offsets = np.where(centre, mid, 0.0).astype(np.float32)

@@ -12,7 +12,7 @@ from _oracles import naive_conv2d
 
 from skconv import conv2d
 from skconv._buffers import workspace
-from skconv._padding import prepare_chunk
+from skconv._padding import CENTRE_LIMIT, centring_offsets, prepare_chunk
 from skconv._plan import plan_conv2d
 
 
@@ -64,3 +64,22 @@ def test_conv2d_after_a_call_of_another_shape_matches_the_oracle(method):
     got = conv2d(images, filters, padding=((1, 2), (2, 0)), method=method)
     expected = naive_conv2d(images[..., None], filters[..., None], padding=((1, 2), (2, 0)))
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_offsets_beyond_the_limit_are_not_taken_off_so_nothing_overflows():
+    # The offset is estimated from a grid of pixels: here the grid sees only
+    # the -2e38 columns, and taking their mid-range off the +2e38 columns
+    # would overflow float32, although the averages themselves are finite.
+    images = np.full((2, 8, 8), 2e38, np.float32)
+    images[:, :, ::2] = -2e38
+    bank = np.full((1, 3, 3), 1 / 9)
+    result = conv2d(images, bank)
+    expected = naive_conv2d(images[..., None], bank[..., None])
+    assert np.isfinite(result).all()
+    np.testing.assert_allclose(result, expected, rtol=1e-6, atol=1e32)
+    # just under and just over the limit, with a spread that asks for centring
+    plan = plan_conv2d((1, 8, 8), np.float32, (1, 3, 3))
+    for offset, centred in [(CENTRE_LIMIT, True), (2 * CENTRE_LIMIT, False)]:
+        chunk = np.full((1, 8, 8), offset, np.float32)
+        chunk[0, 0, 0] = np.nextafter(np.float32(offset), np.float32(0))
+        assert (centring_offsets(chunk, plan) is not None) == centred
