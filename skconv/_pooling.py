@@ -119,8 +119,9 @@ def pool2d(maps, size=2, *, stride=None, op="max", grid=None, activation=None, o
     -------
     pooled : ndarray of shape (n_images, h_out, w_out) or \
             (n_images, n_maps, h_out, w_out)
-        Same dtype as ``maps`` for floating maps, float64 for integer maps;
-        4-D whenever ``activation="split"``.  ``out`` when it was given.
+        float32 for float32 maps, float64 for all others (integers, bools,
+        float16 and longer floats are computed in float64, as in
+        :func:`~skconv.conv2d`); 4-D whenever ``activation="split"``.  ``out`` when it was given.
 
     Notes
     -----
@@ -128,6 +129,11 @@ def pool2d(maps, size=2, *, stride=None, op="max", grid=None, activation=None, o
     of the maps, contiguous in memory), then along its columns, so sums and
     means add the pixels of a window in that order.  Window pooling of maps
     already in memory costs about one read of the maps.
+
+    Unlike :func:`~skconv.conv2d`, which refuses them (its fast strategies
+    would spread them beyond their windows), NaN and infinity are accepted:
+    they stay in their windows and propagate as in NumPy's reductions (a
+    window holding a NaN pools to NaN with every ``op``).
 
     Examples
     --------
@@ -160,7 +166,9 @@ def pool2d(maps, size=2, *, stride=None, op="max", grid=None, activation=None, o
     shape = maps.shape[:1] + tuple(n_maps) + (out_h, out_w)
     out = check_out(out, shape, dtype, maps=maps)
     given = maps
-    if maps.dtype.kind != "f":
+    # Reduce in the result's dtype: float16 sums of 16 pixels of 60 000
+    # overflowed to infinity.
+    if maps.dtype != dtype:
         maps = maps.astype(dtype)
     maps = rectify(maps, activation, copy=maps is given)
     pool_into(maps, out, size, stride=stride, op=op, grid=grid)

@@ -102,6 +102,32 @@ def test_big_endian_float32_stays_float32():
     )
 
 
+@pytest.mark.parametrize("op", ["sum", "mean", "max"])
+def test_float16_maps_are_reduced_in_float64(op):
+    # 16 pixels of 60 000 sum to 960 000, beyond float16's 65 504
+    maps = np.full((1, 2, 8, 8), 60_000, np.float16)
+    maps[0, 1, ::2] = 1_000
+    pooled = pool2d(maps, 4, op=op)
+    assert pooled.dtype == np.float64
+    np.testing.assert_array_equal(pooled, naive_pool(maps.astype(np.float64), (4, 4), (4, 4), op))
+
+
+@pytest.mark.parametrize("op", ["sum", "mean", "max"])
+def test_nan_and_infinity_stay_in_their_windows(op):
+    maps = np.arange(32.0).reshape(2, 4, 4)
+    maps[0, 0, 1], maps[1, 3, 3] = np.nan, np.inf
+    reduce = {"max": np.max, "sum": np.sum, "mean": np.mean}[op]  # (Python's max skips NaN)
+    expected = np.array(
+        [
+            [[reduce(m[2 * i : 2 * i + 2, 2 * j : 2 * j + 2]) for j in range(2)] for i in range(2)]
+            for m in maps
+        ]
+    )
+    np.testing.assert_array_equal(pool2d(maps, 2, op=op), expected)
+    assert np.isnan(expected[0, 0, 0]) and np.isinf(expected[1, 1, 1])
+    assert np.isfinite(expected[0, 1]).all() and np.isfinite(expected[1, 0]).all()
+
+
 def test_activation_before_pooling():
     maps = np.array([[[-4.0, 1.0], [2.0, -3.0]]])
     np.testing.assert_array_equal(pool2d(maps, 2, activation="abs"), [[[4.0]]])
