@@ -167,6 +167,12 @@ def transform_images(transformer, images):
     >>> bool(np.all(conv.transform(images) == transform_images(conv, images)))
     True
     """
+    from ._transformer import BatchConv2DTransformer  # (it imports this module)
+
+    if not isinstance(transformer, BatchConv2DTransformer):
+        raise TypeError(
+            f"transformer must be a BatchConv2DTransformer; got {type(transformer).__name__}."
+        )
     transformer._validate_params()
     if _banks._learns(transformer.filters) and not hasattr(transformer, "filters_"):
         check_is_fitted(transformer, "filters_")  # raises NotFittedError

@@ -11,6 +11,7 @@ conv2d's threads or on BLAS's (``_threads.py``).  :func:`explain_conv2d`
 stops after the decision and returns it.
 """
 
+import inspect
 import warnings
 
 import numpy as np
@@ -26,7 +27,7 @@ from ._padding import (
     copy_bytes,
     prepare_chunk,
 )
-from ._plan import decide, plan_conv2d
+from ._plan import check_result_memory, decide, plan_conv2d
 from ._strategies import METHODS
 from ._threads import machine_cores, map_threads, n_threads_for, single_threaded_blas
 from ._validation import as_real_array, check_finite, check_out
@@ -108,7 +109,10 @@ def conv2d(
         "separable" two 1-D passes from the filters' SVD, "taps"
         shift-and-add for filters of at most 16 taps, "fft" overlap-save
         tiles with ``numpy.fft`` (large filters).  All methods give the
-        same result up to rounding.
+        same result up to rounding.  Where a result overflows the dtype,
+        it is not finite in any of them, but it may be NaN instead of
+        infinity: banded and whole-image matrices multiply an overflowed
+        partial sum by their zeros, and infinity times zero is NaN.
     out : ndarray, optional
         Where to write the result; it must have exactly the result's shape
         and dtype, be writeable and not overlap ``images`` or ``filters``.
@@ -190,6 +194,8 @@ def conv2d(
         method=method,
         n_jobs=n_jobs,
     )
+    if out is None:
+        check_result_memory(plan)
     # Strategies read the filters while they write out (taps writes map 0
     # before reading filter 1): overlapping filters would give wrong maps.
     result = check_out(
@@ -238,7 +244,17 @@ def explain_conv2d(images, filters, **kwargs):
     """
     if "out" in kwargs:
         raise TypeError("explain_conv2d takes no out argument; got out.")
+    options = [name for name in inspect.signature(conv2d).parameters if name not in _NOT_OPTIONS]
+    unknown = sorted(set(kwargs) - set(options))
+    if unknown:
+        raise TypeError(
+            f"explain_conv2d takes the keyword arguments of conv2d but out "
+            f"({', '.join(options)}); got {unknown[0]!r}."
+        )
     return _setup(images, filters, **kwargs)[3]
+
+
+_NOT_OPTIONS = ("images", "filters", "out")
 
 
 def _setup(images, filters, *, n_jobs=None, flip=False, **kwargs):

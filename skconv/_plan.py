@@ -18,7 +18,10 @@ Examples
 ((10, 8, 14, 14), ((2, 2), (2, 2)))
 """
 
+import math
+import os
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 import numpy as np
 
@@ -251,25 +254,60 @@ def plan_conv2d(
 
 
 def _check_sizes(padding, dilation, size, padded, out, channels, maps, dtype):
-    """Refuse padding that makes one padded image or its maps too large for an array.
+    """Refuse padding that makes one padded image or its maps too large for memory.
 
-    Checked before anything is allocated, so that the error names the
-    parameter instead of numpy's "array is too big".  With "same" or "full"
-    the padding comes from the dilated filters' span: name ``dilation`` too.
+    conv2d works on at least one image at a time, so a padded image or its
+    maps larger than the machine's memory (:func:`_memory_bytes`) can never
+    be computed.  Checked before anything is allocated, so that the error
+    names the parameter instead of numpy's "Unable to allocate" with an
+    internal shape.  With "same" or "full" the padding comes from the
+    dilated filters' span: name ``dilation`` too.
     """
-    limit = np.iinfo(np.intp).max
+    limit = _memory_bytes()
     itemsize = np.dtype(dtype).itemsize
     image_bytes = padded[0] * padded[1] * channels * itemsize
     maps_bytes = out[0] * out[1] * maps * itemsize
-    if image_bytes <= limit and maps_bytes <= limit:
+    if image_bytes + maps_bytes <= limit:
         return
     cause = f"padding={padding!r}"
     if isinstance(padding, str):
         cause += f" with dilation={dilation!r}"
     raise ValueError(
-        f"padding must leave each padded image small enough for an array; got {cause}, "
-        f"which pads each {size[0]}x{size[1]} image to {padded[0]}x{padded[1]} pixels."
+        f"padding must leave each padded image and its maps within this machine's memory "
+        f"({limit / 2**30:.3g} GiB); got {cause}, which pads each {size[0]}x{size[1]} image "
+        f"to {padded[0]}x{padded[1]} pixels ({(image_bytes + maps_bytes) / 2**30:.3g} GiB "
+        f"for the image and its maps in {np.dtype(dtype)})."
     )
+
+
+def check_result_memory(plan):
+    """Raise MemoryError when conv2d's result and one padded image exceed memory.
+
+    That is the least a call holds at once.  NumPy reserves a larger array
+    without complaint (the system commits pages only when written), and the
+    call would then be killed by the system half-way instead of failing.
+    """
+    itemsize = plan.dtype.itemsize
+    result_bytes = math.prod(plan.out_shape) * itemsize
+    spec = plan.spec
+    image_bytes = spec.height * spec.width * spec.n_channels * itemsize
+    limit = _memory_bytes()
+    if result_bytes + image_bytes > limit:
+        raise MemoryError(
+            f"conv2d's result of shape {plan.out_shape} in {plan.dtype} needs "
+            f"{result_bytes / 2**30:.3g} GiB, more (with one padded image) than this "
+            f"machine's {limit / 2**30:.3g} GiB of memory: convolve the images in parts, "
+            "or pass out= an array that can hold it (e.g. a numpy.memmap)."
+        )
+
+
+@lru_cache(maxsize=1)
+def _memory_bytes():
+    """The machine's physical memory in bytes (the largest array size where unknown)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
+        return np.iinfo(np.intp).max
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,13 @@ from ._activation import ACTIVATIONS
 from ._conv import PAD_MODES, PADDING_NAMES
 from ._pooling import POOL_OPS
 from ._strategies import METHODS
-from ._validation import check_real_dtype, float_dtype, is_dask_array, is_sparse
+from ._validation import (
+    check_not_masked,
+    check_real_dtype,
+    float_dtype,
+    is_dask_array,
+    is_sparse,
+)
 
 __all__ = ["BatchConv2DTransformer"]
 
@@ -644,6 +650,7 @@ class BatchConv2DTransformer(
         dtype = getattr(X, "dtype", None)
         if isinstance(dtype, np.dtype) and dtype.kind == "c":
             raise ValueError(_complex_message(f"complex dtype {dtype}"))
+        check_not_masked(X, "X")
         if is_sparse(X):
             raise TypeError(
                 f"X must be dense images; got a sparse {type(X).__name__}: convert it "

@@ -92,6 +92,16 @@ def float_dtype(dtype, name):
     return np.dtype(np.float32) if single else np.dtype(np.float64)
 
 
+def check_not_masked(value, name):
+    """Raise for a NumPy masked array: ``np.asarray`` would silently drop its mask."""
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} must be a plain array; got a masked array, whose mask would be "
+            "ignored (the hidden values would be used): fill the masked values first, "
+            "e.g. with np.ma.filled(array, 0)."
+        )
+
+
 def as_real_array(value, name):
     """``np.asarray(value)`` of real numbers: sparse, ragged and non-numeric input raise.
 
@@ -104,6 +114,7 @@ def as_real_array(value, name):
             f"{name} must be a dense array; got a sparse {type(value).__name__} "
             "(images are dense: call .toarray() on a chunk of rows first)."
         )
+    check_not_masked(value, name)
     if is_dask_array(value):
         raise TypeError(
             f"{name} must be a numpy array; got a dask array (map the function "

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from skconv import BatchConv2DTransformer, conv2d, filters, pool2d
+from skconv import BatchConv2DTransformer, conv2d, explain_conv2d, filters, pool2d, transform_images
 
 RNG = np.random.default_rng(0)
 IMAGES = RNG.random((3, 8, 8))
@@ -78,6 +78,23 @@ CASES = [
     ("conv2d filters empty", _conv(filters=np.ones((0, 3, 3))), VE, "filters"),
     ("conv2d filters inf", _conv(filters=np.full((3, 3), np.inf)), VE, "filters"),
     ("conv2d filters too big", _conv(filters=np.ones((9, 9))), VE, "filters"),
+    # a masked array's mask would be dropped and the hidden values used
+    ("conv2d images masked", _conv(images=np.ma.masked_array(IMAGES, IMAGES > 0.5)), TE, "images"),
+    ("conv2d filters masked", _conv(filters=np.ma.masked_array(BANK)), TE, "filters"),
+    ("pool2d maps masked", _bank(pool2d, np.ma.masked_array(IMAGES, IMAGES > 0.5)), TE, "maps"),
+    ("T X masked", _transform(X=np.ma.masked_array(X, X > 0.5)), TE, "X"),
+    (
+        "explain_conv2d unknown keyword",
+        _bank(explain_conv2d, IMAGES, BANK, strides=2),
+        TE,
+        "'strides'",
+    ),
+    (
+        "transform_images not a transformer",
+        _bank(transform_images, "conv", [IMAGES[0]]),
+        TE,
+        "transformer",
+    ),
     ("conv2d float32 filter 1e39", _float32_overflowing_filter(), VE, "filters"),
     ("conv2d padding name", _conv(padding="middle"), VE, "padding"),
     ("conv2d padding negative", _conv(padding=-1), VE, "padding"),

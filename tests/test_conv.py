@@ -8,6 +8,7 @@ from _oracles import naive_conv2d
 from scipy import signal
 from sklearn import config_context
 
+import skconv._plan as plan_module
 from skconv import conv2d
 from skconv._plan import plan_conv2d
 
@@ -506,6 +507,9 @@ def test_out_overlapping_filters_is_refused():
         (dict(dilation=(1, 10**19)), ValueError, "dilation must be in"),
         (dict(padding=10**19), ValueError, "padding must be in"),
         (dict(padding=10**17), ValueError, "padding must leave each padded image"),
+        # 2000016x2000016 pixels, 30 TiB: more than any machine these tests run on
+        (dict(padding=10**6), ValueError, "padding must leave each padded image"),
+        (dict(padding="same", dilation=10**6), ValueError, r"dilation=\(1000000"),
         (dict(padding="same", dilation=10**9), ValueError, r"dilation=\(1000000000"),
         (dict(method=["auto"]), TypeError, "method must be 'auto' or one of"),
     ],
@@ -513,3 +517,17 @@ def test_out_overlapping_filters_is_refused():
 def test_huge_geometry_and_method_type_name_the_parameter(kwargs, error, match):
     with pytest.raises(error, match=match):
         conv2d(np.ones((2, 8, 8)), np.ones((3, 3)), **kwargs)
+
+
+def test_a_result_larger_than_memory_is_refused_before_anything_is_written(monkeypatch):
+    # NumPy reserves such an array without complaint and the system kills
+    # the process when the pages are written; here "memory" is 1 MiB.
+    monkeypatch.setattr(plan_module, "_memory_bytes", lambda: 2**20)
+    images = np.random.default_rng(5).random((40, 64, 64))
+    bank = np.ones((1, 3, 3))
+    with pytest.raises(MemoryError, match=r"result of shape \(40, 1, 62, 62\) in float64 needs"):
+        conv2d(images, bank)
+    # with out= the caller holds the result (e.g. a memory-mapped file)
+    out = np.empty((40, 1, 62, 62))
+    conv2d(images, bank, out=out)
+    np.testing.assert_allclose(out[:2], naive_conv2d(images[:2, ..., None], bank[..., None]))
