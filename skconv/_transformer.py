@@ -674,10 +674,15 @@ class BatchConv2DTransformer(
                 ensure_min_samples=1 if reset else 0,
             )
         except ValueError as exc:
-            # Lists and DataFrames of complex numbers reach check_array, whose
-            # message does not name X.
+            # Lists and DataFrames of complex numbers, and strings, reach
+            # check_array, whose messages do not name X.
             if "Complex data not supported" in str(exc):
                 raise ValueError(_complex_message("complex values")) from exc
+            if "arrays of bytes/strings" in str(exc):
+                raise ValueError(
+                    f"X must hold numbers; got strings (dtype {np.asarray(X).dtype}): "
+                    "convert them to numbers first."
+                ) from exc
             raise
 
     def _filters(self, shape, X=None):

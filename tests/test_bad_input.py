@@ -83,6 +83,7 @@ CASES = [
     ("conv2d filters masked", _conv(filters=np.ma.masked_array(BANK)), TE, "filters"),
     ("pool2d maps masked", _bank(pool2d, np.ma.masked_array(IMAGES, IMAGES > 0.5)), TE, "maps"),
     ("T X masked", _transform(X=np.ma.masked_array(X, X > 0.5)), TE, "X"),
+    ("T X strings", _transform(X=X.astype(str)), VE, "X must hold numbers"),
     (
         "explain_conv2d unknown keyword",
         _bank(explain_conv2d, IMAGES, BANK, strides=2),
