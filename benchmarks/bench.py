@@ -57,6 +57,7 @@ import warnings
 import numpy as np
 
 from skconv import conv2d, explain_conv2d
+from skconv._validation import check_output_path
 
 WORKLOADS = {
     # name: (n_images, height, width, channels, n_filters, p, q, stride)
@@ -1140,9 +1141,12 @@ def main(argv=None):
         if value is not None and value < low:
             print(f"{flag} must be >= {low}; got {value}.", file=sys.stderr)
             return 2
-    if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
-        print(f"--json: the directory of {args.json!r} does not exist.", file=sys.stderr)
-        return 2
+    if args.json:
+        try:
+            check_output_path(args.json, "--json")
+        except ValueError as exc:
+            print(exc, file=sys.stderr)
+            return 2
 
     if args.calibrate:
         from skconv import calibrate

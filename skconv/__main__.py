@@ -95,7 +95,7 @@ def main(argv=None):
         description="Batched 2-D convolution features for scikit-learn, in pure NumPy.",
     )
     from . import __version__
-    from ._calibration import DEFAULT_SECONDS
+    from ._calibration import DEFAULT_SECONDS, MIN_SECONDS, check_max_seconds
 
     parser.add_argument("--version", action="version", version=f"skconv {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{demo,bench,calibrate}")
@@ -131,7 +131,7 @@ def main(argv=None):
         "--max-seconds",
         type=float,
         default=DEFAULT_SECONDS,
-        help=f"time budget of the measurement (default {DEFAULT_SECONDS:g})",
+        help=f"time budget of the measurement, >= {MIN_SECONDS:g} (default {DEFAULT_SECONDS:g})",
     )
     args, rest = parser.parse_known_args(argv)
     if args.command is None:
@@ -145,8 +145,11 @@ def main(argv=None):
     if args.command == "calibrate":
         if rest:
             cal_parser.error(f"unrecognized arguments: {' '.join(rest)}")
-        if not args.max_seconds > 0:
-            cal_parser.error(f"--max-seconds must be a positive number; got {args.max_seconds}.")
+        try:
+            # (argparse reads "inf", "nan" and "1e309" as floats)
+            check_max_seconds(args.max_seconds, "--max-seconds")
+        except ValueError as exc:
+            cal_parser.error(str(exc))
         from ._calibration import calibrate
 
         print(calibrate(max_seconds=args.max_seconds, refresh=args.refresh))

@@ -108,6 +108,7 @@ True
 import hashlib
 import json
 import math
+import numbers
 import os
 import platform
 import time
@@ -150,6 +151,12 @@ THREADS_ROUNDS = 3
 THREADS_WARMUP_S = 0.06
 THREADS_IDLE_S = 0.005
 TINY_SECONDS = 3.0
+# The smallest budget calibrate accepts.  The budget is checked between
+# probes: the first probe (one dtype) took about 0.08 s on a 2-core virtual
+# machine, however small the budget, while max_seconds=1e-9 ran out before it
+# started, timed nothing and cached the shipped weights as a calibration.
+# Below this, a budget cannot mean what it says.
+MIN_SECONDS = 0.1
 # Each strategy is timed on a batch sized to take the target time and on one
 # SMALL_BATCH_DIVISOR times smaller, so that the fixed cost of a call and the
 # cost per image are told apart.  With one size, every timing took about the
@@ -971,6 +978,24 @@ def _report(data, path, measured):
     )
 
 
+def check_max_seconds(value, name="max_seconds"):
+    """``value`` as float seconds, finite and at least ``MIN_SECONDS``.
+
+    ``name`` is the parameter as the caller spells it (``--max-seconds`` on
+    the command line).
+    """
+    expected = f"a finite number of seconds >= {MIN_SECONDS:g}"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be {expected}; got {value!r}.")
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int beyond any float: not a finite budget either
+        seconds = math.inf
+    if not (math.isfinite(seconds) and seconds >= MIN_SECONDS):
+        raise ValueError(f"{name} must be {expected}; got {value!r}.")
+    return seconds
+
+
 def calibrate(*, max_seconds=DEFAULT_SECONDS, refresh=False, timer=None, random_state=0):
     """Fit the cost model of ``method="auto"`` to this machine, and cache it.
 
@@ -993,15 +1018,18 @@ def calibrate(*, max_seconds=DEFAULT_SECONDS, refresh=False, timer=None, random_
     max_seconds : float, default=20.0
         Time budget of the measurement.  Below 3 seconds a tiny calibration
         runs (fewer probes, shorter calls; for tests).  Probes are measured
-        in a fixed order until the budget is spent.
+        in a fixed order until the budget is spent.  At least 0.1 (a
+        ValueError otherwise): the budget is checked between probes, and a
+        shorter one may run out before the first probe, timing nothing.
     refresh : bool, default=False
         Measure again even when a calibration for this machine is cached.
     timer : callable, optional
         ``timer(method, spec, mode, call) -> seconds`` replaces the timing of
         ``call()`` (conv2d with that method and threading mode on the
         problem ``spec``); for tests and simulations.
-    random_state : int, default=0
-        Seeds the probe data.
+    random_state : int, numpy Generator or None, default=0
+        Seeds the probe data: an int in [0, 2**32 - 1] (as in scikit-learn),
+        a ``numpy.random.Generator`` used as it is, or None for fresh entropy.
 
     Returns
     -------
@@ -1016,18 +1044,21 @@ def calibrate(*, max_seconds=DEFAULT_SECONDS, refresh=False, timer=None, random_
     >>> print(report)  # doctest: +SKIP
     """
     from ._costmodel import shipped_model
-    from ._validation import is_int
+    from ._validation import check_bool, check_int, is_int
 
-    if isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float, np.number)):
-        raise TypeError(f"max_seconds must be a positive number; got {max_seconds!r}.")
-    if not (math.isfinite(max_seconds) and max_seconds > 0):
-        raise ValueError(f"max_seconds must be a positive number; got {max_seconds!r}.")
-    if not isinstance(refresh, (bool, np.bool_)):
-        raise TypeError(f"refresh must be a bool; got {refresh!r}.")
+    # Every argument is checked here, before the cache is looked at: a bad
+    # one fails the same way whether a calibration is cached or not.
+    max_seconds = check_max_seconds(max_seconds)
+    refresh = check_bool(refresh, "refresh")
     if timer is not None and not callable(timer):
         raise TypeError(f"timer must be None or a callable; got {timer!r}.")
-    if not is_int(random_state):
-        raise TypeError(f"random_state must be an int; got {random_state!r}.")
+    if random_state is not None and not isinstance(random_state, np.random.Generator):
+        if not is_int(random_state):
+            raise TypeError(
+                f"random_state must be an int, a numpy Generator or None; got {random_state!r}."
+            )
+        # scikit-learn's range for seeds (check_random_state)
+        check_int(random_state, "random_state", 0, 2**32 - 1)
 
     key = machine_key()
     path = cache_path(key)

@@ -19,11 +19,12 @@ Examples
 
 import argparse
 import json
-import os
 import sys
 import time
 
 import numpy as np
+
+from ._validation import check_output_path
 
 WORKLOADS = {
     # name: (n_images, height, width, n_filters, p, q)
@@ -152,8 +153,13 @@ def main(argv=None):
         parser.error(f"--rounds must be >= 1; got {args.rounds}.")
     if args.n_jobs == 0:
         parser.error("--n-jobs must be a nonzero int (-1: all cores); got 0.")
-    if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
-        parser.error(f"--json: the directory of {args.json!r} does not exist.")
+    if args.json:
+        # The results are written after every workload is timed: a path that
+        # cannot be written is refused before the first timing.
+        try:
+            check_output_path(args.json, "--json")
+        except ValueError as exc:
+            parser.error(str(exc))
     rounds = args.rounds or (2 if args.quick else 5)
     rng = np.random.default_rng(0)
     model = model_source()

@@ -5,6 +5,8 @@ one format: ``"{name} must be {expected}; got {value!r}."``.
 """
 
 import numbers
+import os
+import tempfile
 
 import numpy as np
 
@@ -190,3 +192,34 @@ def check_out(out, shape, dtype, **inputs):
         if isinstance(array, np.ndarray) and np.may_share_memory(out, array):
             raise ValueError(f"out must not overlap {name}; got an array sharing their memory.")
     return out
+
+
+def check_output_path(path, name):
+    """Raise ValueError unless a file can be written at ``path`` (it is left as it was).
+
+    For results written after a long run (the benchmarks' ``--json``): checked
+    before it starts, so that its results are not lost to a bad path.
+    """
+    if os.path.isdir(path):
+        raise ValueError(f"{name} must be a file path, not a directory; got {path!r}.")
+    if os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            raise ValueError(f"{name} must be a writable file; got {path!r} (read-only).")
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise ValueError(
+            f"{name} must be a file in an existing directory; got {path!r} "
+            f"({parent} is not a directory)."
+        )
+    # os.access answers yes to root for any directory (/proc included), where
+    # creating a file still fails: a scratch file, removed at once, tells.
+    try:
+        fd, scratch = tempfile.mkstemp(dir=parent, prefix=".skconv-write-check-")
+    except OSError as exc:
+        raise ValueError(
+            f"{name} must be a file in a writable directory; got {path!r} "
+            f"(cannot create a file in {parent}: {exc.strerror})."
+        ) from None
+    os.close(fd)
+    os.remove(scratch)

@@ -97,6 +97,18 @@ def test_help_and_bad_arguments(capsys):
     assert build_parser().parse_args(["--quick"]).quick
 
 
+def test_an_unwritable_json_path_is_refused_before_any_timing(tmp_path, monkeypatch, capsys):
+    def no_work():
+        raise AssertionError("the benchmark started before its --json path was checked")
+
+    monkeypatch.setattr(bench, "machine_info", no_work)
+    for path in (str(tmp_path), "/proc/x.json", str(tmp_path / "missing" / "x.json")):
+        assert main(["--smoke", "--json", path]) == 2
+        err = capsys.readouterr().err
+        assert "--json must be" in err and repr(path) in err
+    assert not list(tmp_path.iterdir())  # no scratch file left behind
+
+
 def test_blocks_in_passes_alternate_their_order_and_pool_the_samples():
     calls = []
     candidates = {name: (lambda name=name: calls.append(name)) for name in ("a", "torch", "b")}

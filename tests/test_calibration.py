@@ -420,19 +420,70 @@ def test_tiny_real_calibration_runs_and_auto_stays_exact(cache):
     )
 
 
+SECONDS = r"max_seconds must be a finite number of seconds >= 0\.1; got"
+
+
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        ({"max_seconds": 0}, ValueError, "max_seconds must be a positive number; got 0"),
-        ({"max_seconds": float("nan")}, ValueError, "max_seconds"),
-        ({"max_seconds": "10"}, TypeError, "max_seconds must be a positive number; got '10'"),
-        ({"max_seconds": True}, TypeError, "max_seconds"),
+        ({"max_seconds": 0}, ValueError, SECONDS + " 0"),
+        ({"max_seconds": float("nan")}, ValueError, SECONDS + " nan"),
+        ({"max_seconds": float("inf")}, ValueError, SECONDS + " inf"),
+        ({"max_seconds": 10**400}, ValueError, SECONDS + " 1000"),  # beyond any float
+        ({"max_seconds": 1e-9}, ValueError, SECONDS + " 1e-09"),  # too short to time a probe
+        ({"max_seconds": 0.09}, ValueError, SECONDS + " 0.09"),
+        ({"max_seconds": "10"}, TypeError, SECONDS + " '10'"),
+        ({"max_seconds": True}, TypeError, SECONDS + " True"),
+        ({"max_seconds": 1j}, TypeError, SECONDS + " 1j"),
         ({"refresh": "yes"}, TypeError, "refresh must be a bool; got 'yes'"),
         ({"timer": 3}, TypeError, "timer must be None or a callable; got 3"),
-        ({"random_state": 1.5}, TypeError, "random_state must be an int; got 1.5"),
+        (
+            {"random_state": 1.5},
+            TypeError,
+            "random_state must be an int, a numpy Generator or None; got 1.5",
+        ),
+        ({"random_state": True}, TypeError, "random_state must be an int, a numpy Generator"),
+        ({"random_state": np.random.RandomState(0)}, TypeError, "random_state must be an int"),
+        ({"random_state": -1}, ValueError, r"random_state must be an int in \[0, 4294967295\]"),
+        ({"random_state": 2**32}, ValueError, r"random_state must be an int in \[0, 4294967295\]"),
+        ({"random_state": -1, "refresh": True}, ValueError, "random_state must be an int in"),
     ],
 )
-def test_bad_arguments(cache, kwargs, error, match):
+@pytest.mark.parametrize("cached", [False, True], ids=["no cache", "cached"])
+def test_bad_arguments(cache, kwargs, error, match, cached):
+    # the same error whether a calibration is cached (and would be returned) or not
+    if cached:
+        _calibration.calibrate(max_seconds=30, timer=scaled_timer({}))
+    before = {p: p.read_bytes() for p in cache.iterdir()}
     with pytest.raises(error, match=match):
         skconv.calibrate(**kwargs)
-    assert not list(cache.iterdir())  # nothing measured, nothing written
+    # nothing measured, nothing written
+    assert {p: p.read_bytes() for p in cache.iterdir()} == before
+
+
+@pytest.mark.parametrize(
+    "random_state", [None, 0, 2**32 - 1, np.int64(7), np.random.default_rng(1)]
+)
+def test_seeds_accepted(cache, random_state):
+    report = _calibration.calibrate(
+        max_seconds=0.1, refresh=True, timer=scaled_timer({}), random_state=random_state
+    )
+    assert report.measured and report.n_timings > 0
+
+
+def test_a_generator_seeds_like_its_seed(cache):
+    # the probe data drawn from a Generator are those of default_rng(seed)
+    drawn = {}
+
+    def timer(name, spec, mode, call):
+        images = drawn.setdefault(id(seed), [])
+        if len(images) < 5:  # (drawing them all takes seconds)
+            call.prepare()
+            images.append(call.x.copy())
+        return scaled_timer({})(name, spec, mode, call)
+
+    for seed in (np.random.default_rng(5), 5):
+        _calibration.calibrate(max_seconds=0.1, refresh=True, timer=timer, random_state=seed)
+    first, second = drawn.values()
+    assert len(first) == len(second) == 5
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
