@@ -35,8 +35,8 @@ How each step of ``transform`` becomes ONNX operators (`operator reference
 - ``Flatten`` per size group and ``Concat`` of the groups, in the columns'
   order of ``transform``.
 
-The graph computes in float32: pass float32 ``X`` to skl2onnx (float64 input
-raises a TypeError: onnxruntime's ``Conv`` has no float64 kernel).
+The graph computes in float32: pass float32 ``X`` to skl2onnx (input of any
+other dtype raises a TypeError: onnxruntime's ``Conv`` has no float64 kernel).
 
 Examples
 --------
@@ -60,7 +60,7 @@ import numpy as np
 
 from ._plan import plan_conv2d
 from ._pooling import _grid_bounds
-from ._validation import check_pair
+from ._validation import as_real_array, check_pair
 
 __all__ = ["register", "to_onnx"]
 
@@ -112,9 +112,12 @@ def to_onnx(model, X, **kwargs):
         (``fit`` records the number of features the graph is built for;
         fixed filters are read with the current parameters, as ``transform``
         reads them).
-    X : ndarray of shape (n_samples, n_features)
-        A few rows of input, float32: skl2onnx reads the input's name, dtype
-        and width from it.
+    X : array-like of shape (n_samples, n_features)
+        A few rows of input, float32: skl2onnx reads the input's dtype and
+        width from it.  An array or DataFrame of any other dtype raises a
+        TypeError; a list of rows, which has no dtype of its own, is read as
+        float32 rows.  None leaves the input type to an ``initial_types``
+        keyword argument.
     **kwargs
         Passed to :func:`skl2onnx.to_onnx` (e.g. ``target_opset``,
         ``options``).
@@ -135,10 +138,30 @@ def to_onnx(model, X, **kwargs):
     >>> [n.op_type for n in onx.graph.node]
     ['Reshape', 'Conv', 'AveragePool', 'Flatten']
     """
+    if X is not None:
+        # skl2onnx reads a list as a list of (name, type) pairs and has no
+        # float16 tensor type: its errors would not name X.
+        sample = as_real_array(X, "X")
+        if not hasattr(X, "dtype") and not hasattr(X, "dtypes"):
+            # Python numbers carry no precision: only the width and the
+            # graph's float32 input type are read from them.
+            sample = sample.astype(np.float32)
+        _check_input_dtype(sample.dtype)
+        X = sample
     register()
     from skl2onnx import to_onnx as _skl2onnx_to_onnx
 
     return _skl2onnx_to_onnx(model, X, **kwargs)
+
+
+def _check_input_dtype(dtype):
+    """Raise unless the graph's input is float32 (the only type its Conv runs in)."""
+    if dtype != np.float32:
+        # onnxruntime has no float64 Conv kernel: a double graph would not run.
+        raise TypeError(
+            "X must be float32 for ONNX export of BatchConv2DTransformer (onnxruntime's "
+            f"Conv has no float64 kernel); got dtype {dtype}. Pass X.astype(np.float32)."
+        )
 
 
 # --- the plan: the layout transform itself uses ------------------------------
@@ -289,19 +312,15 @@ class _Graph:
 
 
 def _converter(scope, operator, container):
-    from onnx import TensorProto
+    from onnx.helper import tensor_dtype_to_np_dtype
 
     model = operator.raw_operator
     layout, groups = _plan(model)
     input_type = operator.inputs[0].type
     proto = input_type.to_onnx_type().tensor_type.elem_type
-    if proto != TensorProto.FLOAT:
-        # onnxruntime has no float64 Conv kernel: a double graph would not run.
-        raise TypeError(
-            "X must be float32 for ONNX export of BatchConv2DTransformer (onnxruntime's "
-            "Conv has no float64 kernel); got input type "
-            f"{TensorProto.DataType.Name(proto)}. Pass X.astype(np.float32)."
-        )
+    # The input type of this step: skl2onnx.to_onnx called directly, or a step
+    # before this one, may give other types than to_onnx's X.
+    _check_input_dtype(tensor_dtype_to_np_dtype(proto))
     g = _Graph(scope, container, np.float32, proto)
     x = operator.inputs[0].full_name
     # layout.image_shape is channels-last; the rows are channels-first for channel_axis=0.

@@ -3,7 +3,10 @@
 matplotlib is an optional dependency (``pip install "skconv[plot]"``): it is
 imported when a plotting function runs, never when this module is imported.
 Every function returns a :class:`matplotlib.figure.Figure` with one titled
-axes per image; :func:`coef_to_maps` needs no matplotlib.
+axes per image, at most ``MAX_PANELS`` (500) axes: matplotlib spends seconds
+per few hundred axes, so a larger figure raises a ValueError naming what to
+select instead of running for minutes.  :func:`coef_to_maps` needs no
+matplotlib.
 
 The map layout (which columns of ``transform`` form which map) is read from
 the transformer's ``get_feature_names_out()``
@@ -32,7 +35,13 @@ import re
 
 import numpy as np
 
+from ._validation import as_real_array, check_finite, check_int
+
 __all__ = ["coef_to_maps", "plot_coef", "plot_filters", "plot_maps"]
+
+# matplotlib takes milliseconds per axes: 100 000 filters would run for many
+# minutes, and a few hundred axes are already too small to read.
+MAX_PANELS = 500
 
 _NAME = re.compile(r"^.*_f(?P<k>\d+)(?P<sign>pos|neg)?(?:_ch(?P<ch>\d+))?_r(?P<r>\d+)_c(?P<c>\d+)$")
 
@@ -79,8 +88,46 @@ def _resolved(transformer, X=None):
     return clone(transformer).fit(X)
 
 
+def _check_n_cols(n_cols):
+    return None if n_cols is None else check_int(n_cols, "n_cols", minimum=1)
+
+
+def _check_fig(fig):
+    from matplotlib.figure import FigureBase
+
+    # FigureBase: a SubFigure holds axes like a Figure does.
+    if fig is not None and not isinstance(fig, FigureBase):
+        raise TypeError(
+            "fig must be a matplotlib Figure or SubFigure to add the axes to, or None to "
+            f"create one; got {_describe(fig)}."
+        )
+    return fig
+
+
+def _check_cmap(cmap):
+    import matplotlib
+    from matplotlib.colors import Colormap
+
+    if isinstance(cmap, Colormap) or (isinstance(cmap, str) and cmap in matplotlib.colormaps):
+        return cmap
+    # Checked before the figure is made: pyplot would keep a half-drawn figure open.
+    error = ValueError if isinstance(cmap, str) else TypeError
+    raise error(
+        "cmap must be the name of a registered matplotlib colormap (e.g. 'RdBu_r') or a "
+        f"Colormap; got {_describe(cmap)}."
+    )
+
+
+def _check_panels(n_panels, name, fewer):
+    if n_panels > MAX_PANELS:
+        raise ValueError(
+            f"{name} must give at most {MAX_PANELS} axes (MAX_PANELS) for one figure; got "
+            f"{n_panels} axes. {fewer}"
+        )
+
+
 def _grid(plt, fig, n_panels, n_cols, panel_size=1.8):
-    n_cols = max(1, min(n_panels, n_cols or math.ceil(math.sqrt(n_panels))))
+    n_cols = min(n_panels, n_cols or math.ceil(math.sqrt(n_panels)))
     n_rows = max(1, math.ceil(n_panels / n_cols))
     if fig is None:
         fig = plt.figure(figsize=(panel_size * n_cols, panel_size * n_rows + 0.3))
@@ -116,14 +163,17 @@ def plot_filters(filters, *, n_cols=None, cmap="RdBu_r", fig=None):
         ``random_state`` to see the filters ``transform`` uses); one with a
         learned bank raises :class:`~sklearn.exceptions.NotFittedError`.
         Filters are shown as stored: ``flip=True`` flips them only when
-        correlating.
-    n_cols : int, default=None
-        Axes per row; None makes a square-ish grid (the channels of a
-        (K, p, q, c) bank when all filters are multichannel).
-    cmap : str, default="RdBu_r"
+        correlating.  Values must be finite.  At most ``MAX_PANELS`` (500)
+        axes: more raise a ValueError; plot a slice of the bank (of
+        ``filters_`` for a transformer).
+    n_cols : int >= 1, default=None
+        Axes per row (at most the number of axes); None makes a square-ish
+        grid (the channels of a (K, p, q, c) bank when all filters are
+        multichannel).
+    cmap : str or matplotlib.colors.Colormap, default="RdBu_r"
         Colormap, centred on 0 (each filter scaled to its own largest
         magnitude).
-    fig : matplotlib.figure.Figure, default=None
+    fig : matplotlib.figure.Figure or matplotlib.figure.SubFigure, default=None
         Figure to draw in; None creates one.
 
     Returns
@@ -142,6 +192,7 @@ def plot_filters(filters, *, n_cols=None, cmap="RdBu_r", fig=None):
     ['f0 ch0', 'f0 ch1', 'f0 ch2', 'f1 ch0', 'f1 ch1', 'f1 ch2']
     """
     plt = _pyplot("plot_filters")
+    n_cols, cmap, fig = _check_n_cols(n_cols), _check_cmap(cmap), _check_fig(fig)
     if _is_transformer(filters):
         banks = _resolved(filters).filters_
     elif isinstance(filters, (list, tuple)):
@@ -149,7 +200,9 @@ def plot_filters(filters, *, n_cols=None, cmap="RdBu_r", fig=None):
     else:
         banks = [_check_bank(filters, "filters")]
     if not banks:
-        raise ValueError("filters must hold at least one filter; got an empty list.")
+        raise ValueError(
+            f"filters must hold at least one filter; got an empty {type(filters).__name__}."
+        )
     panels = []
     first = 0
     for bank in banks:
@@ -163,6 +216,11 @@ def plot_filters(filters, *, n_cols=None, cmap="RdBu_r", fig=None):
             else:
                 panels.append((bank[k], f"f{first + k}"))
         first += bank.shape[0]
+    _check_panels(
+        len(panels),
+        "filters",
+        "Plot fewer filters: a slice of the bank (of filters_ for a transformer).",
+    )
     if n_cols is None and all(np.ndim(b) == 4 for b in banks):
         n_cols = max(np.shape(b)[3] for b in banks)
     fig, axes = _grid(plt, fig, len(panels), n_cols)
@@ -172,19 +230,30 @@ def plot_filters(filters, *, n_cols=None, cmap="RdBu_r", fig=None):
 
 
 def _check_bank(value, name):
-    array = np.asarray(value)
-    if array.dtype.kind not in "fiub" or array.ndim not in (2, 3, 4) or 0 in array.shape:
+    array = as_real_array(value, name)
+    if array.ndim not in (2, 3, 4) or 0 in array.shape:
         raise ValueError(
             f"{name} must be a non-empty real (p, q), (K, p, q) or (K, p, q, c) array; "
-            f"got {_describe(array, value)}."
+            f"got {_describe(array)}."
         )
+    # A NaN or infinite value would void the colour scale of its whole panel.
+    check_finite(array, name)
     return array
 
 
-def _describe(array, value):
-    if array.dtype.kind in "fiub":
-        return f"an array of shape {array.shape}"
+def _describe(value):
+    """``repr(value)``, but shape and dtype for an array (its values could fill pages)."""
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape} and dtype {value.dtype}"
     return repr(value)
+
+
+def _check_transformer(transformer):
+    if not _is_transformer(transformer):
+        raise TypeError(
+            f"transformer must be a fitted BatchConv2DTransformer; got {_describe(transformer)}."
+        )
+    return transformer
 
 
 # --- map layout ------------------------------------------------------------
@@ -257,13 +326,13 @@ def coef_to_maps(transformer, coef):
     >>> coef_to_maps(conv, np.zeros((3, 64)))[0].shape
     (3, 4, 4, 4)
     """
-    groups = _layout(transformer)
+    groups = _layout(_check_transformer(transformer))
     n_out = sum(rows * cols for group in groups for _, _, rows, cols in group)
-    array = np.asarray(coef)
-    if array.dtype.kind not in "fiub" or array.ndim not in (1, 2) or array.shape[-1] != n_out:
+    array = as_real_array(coef, "coef")
+    if array.ndim not in (1, 2) or array.shape[-1] != n_out:
         raise ValueError(
             f"coef must be an array of shape ({n_out},) or (n_classes, {n_out}), one "
-            f"weight per output column of the transformer; got {_describe(array, coef)}."
+            f"weight per output column of the transformer; got {_describe(array)}."
         )
     result = []
     for group in groups:
@@ -307,13 +376,16 @@ def plot_maps(transformer, row, *, n_cols=None, cmap="viridis", fig=None):
         :class:`~skconv.BatchConv2DTransformer` among them are plotted (other
         transformers only pass their output on; a final step without
         ``transform``, e.g. a classifier, is ignored).
+        At most ``MAX_PANELS`` (500) maps over all layers: more raise a
+        ValueError.
     row : array-like of shape (n_features,) or (1, n_features)
         One image, flattened as a row of ``X``.
-    n_cols : int, default=None
-        Axes per row of the figure; None makes a square-ish grid per layer.
-    cmap : str, default="viridis"
+    n_cols : int >= 1, default=None
+        Axes per row of the figure (at most the maps of the largest layer);
+        None makes a square-ish grid per layer.
+    cmap : str or matplotlib.colors.Colormap, default="viridis"
         Colormap, centred on 0 (one scale per map).
-    fig : matplotlib.figure.Figure, default=None
+    fig : matplotlib.figure.Figure or matplotlib.figure.SubFigure, default=None
         Figure to draw in; None creates one.
 
     Returns
@@ -340,7 +412,8 @@ def plot_maps(transformer, row, *, n_cols=None, cmap="viridis", fig=None):
     (6, 'batchconv2dtransformer-2 f0')
     """
     plt = _pyplot("plot_maps")
-    x = np.asarray(row)
+    n_cols, cmap, fig = _check_n_cols(n_cols), _check_cmap(cmap), _check_fig(fig)
+    x = as_real_array(row, "row")
     if x.ndim == 1:
         x = x[None]
     if x.ndim != 2 or x.shape[0] != 1:
@@ -365,10 +438,16 @@ def plot_maps(transformer, row, *, n_cols=None, cmap="viridis", fig=None):
     if not layers:
         raise ValueError(
             "transformer must be a BatchConv2DTransformer or a Pipeline or list holding "
-            f"some; got {transformer!r}."
+            f"some; got {_describe(transformer)}."
         )
+    _check_panels(
+        sum(len(panels) for _, panels in layers),
+        "transformer",
+        "Plot fewer layers, or a transformer with fewer filters.",
+    )
     prefix = len(layers) > 1
-    width = n_cols or max(math.ceil(math.sqrt(len(panels))) for _, panels in layers)
+    largest = max(len(panels) for _, panels in layers)
+    width = min(largest, n_cols or math.ceil(math.sqrt(largest)))
     rows = [math.ceil(len(panels) / width) for _, panels in layers]
     if fig is None:
         fig = plt.figure(figsize=(1.8 * width, 1.8 * sum(rows) + 0.3))
@@ -390,13 +469,17 @@ def plot_coef(transformer, coef, *, class_names=None, cmap="RdBu_r", fig=None):
     transformer : BatchConv2DTransformer
         The fitted transformer whose features the model was fitted on.
     coef : array-like of shape (n_features_out,) or (n_classes, n_features_out)
-        The model's weights, e.g. ``LogisticRegression().coef_``.
-    class_names : list of str, default=None
-        Names of the rows of a 2-D ``coef`` (e.g. the model's ``classes_``);
-        None numbers them.
-    cmap : str, default="RdBu_r"
+        The model's weights, e.g. ``LogisticRegression().coef_``; finite,
+        at least one row.  At most ``MAX_PANELS`` (500) axes (classes times
+        maps): more raise a ValueError; plot some classes, e.g. ``coef[:k]``
+        with ``class_names[:k]``.
+    class_names : list, tuple or 1-D ndarray, default=None
+        Names of the rows of ``coef``, one per row, e.g. a list of str or
+        the model's ``classes_`` (a str is refused, not read as one name per
+        character); None numbers the rows of a 2-D ``coef``.
+    cmap : str or matplotlib.colors.Colormap, default="RdBu_r"
         Colormap, centred on 0, one scale per class (the largest weight).
-    fig : matplotlib.figure.Figure, default=None
+    fig : matplotlib.figure.Figure or matplotlib.figure.SubFigure, default=None
         Figure to draw in; None creates one.
 
     Returns
@@ -421,20 +504,29 @@ def plot_coef(transformer, coef, *, class_names=None, cmap="RdBu_r", fig=None):
     (4, 'zero: f1')
     """
     plt = _pyplot("plot_coef")
+    cmap, fig = _check_cmap(cmap), _check_fig(fig)
     maps = coef_to_maps(transformer, coef)
+    coef = as_real_array(coef, "coef")
+    if coef.ndim == 2 and coef.shape[0] == 0:
+        raise ValueError(f"coef must have at least one row (one per class); got {_describe(coef)}.")
+    # A NaN or infinite weight would void the colour scale of its whole class.
+    check_finite(coef, "coef")
     labels = _labels(transformer)
-    two_d = maps[0].ndim == 4
+    two_d = coef.ndim == 2
+    n_rows = coef.shape[0] if two_d else 1
+    _check_panels(
+        n_rows * len(labels),
+        "coef",
+        f"{n_rows} rows x {len(labels)} maps: plot some classes, e.g. coef[:k] with "
+        "class_names[:k].",
+    )
     per_class = [
-        [m for group in maps for m in (group[c] if two_d else group)]
-        for c in range(maps[0].shape[0] if two_d else 1)
+        [m for group in maps for m in (group[c] if two_d else group)] for c in range(n_rows)
     ]
     if class_names is None:
-        class_names = [str(c) for c in range(len(per_class))] if two_d else None
-    elif len(class_names) != len(per_class):
-        raise ValueError(
-            f"class_names must have {len(per_class)} names, one per row of coef; got "
-            f"{class_names!r}."
-        )
+        class_names = [str(c) for c in range(n_rows)] if two_d else None
+    else:
+        class_names = _check_class_names(class_names, n_rows)
     n_cols = len(labels)
     if fig is None:
         fig = plt.figure(figsize=(1.8 * n_cols, 1.8 * len(per_class) + 0.3))
@@ -445,3 +537,20 @@ def plot_coef(transformer, coef, *, class_names=None, cmap="RdBu_r", fig=None):
             title = label if class_names is None else f"{class_names[c]}: {label}"
             _show(fig.add_subplot(grid[c, j]), image, title, cmap, limit)
     return fig
+
+
+def _check_class_names(class_names, n_rows):
+    # A str is a sequence too: "abc" would name three classes "a", "b" and "c".
+    if not isinstance(class_names, (list, tuple, np.ndarray)) or (
+        isinstance(class_names, np.ndarray) and class_names.ndim != 1
+    ):
+        raise TypeError(
+            "class_names must be a list of names, one per row of coef (a str is one name, "
+            f"not a list); got {_describe(class_names)}."
+        )
+    if len(class_names) != n_rows:
+        raise ValueError(
+            f"class_names must have {n_rows} names, one per row of coef; got "
+            f"{_describe(class_names)}."
+        )
+    return list(class_names)

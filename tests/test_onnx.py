@@ -263,3 +263,62 @@ def test_unsupported_option(name, value):
     setattr(model, name, value)
     with pytest.raises(ValueError, match=rf"{name}\b.* must be .*{value!r}"):
         to_onnx(model, X[:1])
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float64, np.int64, np.int32, np.uint8, bool])
+def test_input_dtypes_other_than_float32(dtype):
+    X = _images((8, 8))
+    model = BatchConv2DTransformer(filters="edges").fit(X)
+    with pytest.raises(TypeError) as info:
+        to_onnx(model, X[:1].astype(dtype))
+    assert str(info.value).startswith("X must be float32 for ONNX export")
+    assert f"got dtype {np.dtype(dtype)}." in str(info.value)
+
+
+def test_input_type_of_the_step_goes_through_the_same_rule():
+    # skl2onnx called directly after register(): the converter reads the type.
+    from skl2onnx import to_onnx as skl2onnx_to_onnx
+
+    register()
+    X = _images((8, 8)).astype(np.float64)
+    model = BatchConv2DTransformer(filters="edges").fit(X)
+    with pytest.raises(TypeError, match=r"^X must be float32 .*; got dtype float64\."):
+        skl2onnx_to_onnx(model, X[:1])
+
+
+@pytest.mark.parametrize("as_sample", [np.ndarray.tolist, lambda X: list(X)], ids=["lists", "rows"])
+def test_list_input_is_read_as_float32_rows(as_sample):
+    X = _images((9, 10))
+    model = BatchConv2DTransformer(filters=ODD, image_shape=(9, 10), pooling="max").fit(X)
+    sample = as_sample(X[:1])
+    sess = _session(to_onnx(model, sample))
+    _assert_float32_close(sess.run(None, {"X": X})[0], model.transform(X))
+    assert isinstance(sample, list)  # the caller's list is left as it was
+
+
+def test_dataframe_input():
+    pd = pytest.importorskip("pandas")
+    X = _images((9, 10))
+    model = BatchConv2DTransformer(filters=ODD, image_shape=(9, 10)).fit(X)
+    sess = _session(to_onnx(model, pd.DataFrame(X[:1])))
+    _assert_float32_close(sess.run(None, {"X": X})[0], model.transform(X))
+    with pytest.raises(TypeError, match=r"^X must be float32 .*; got dtype float64\."):
+        to_onnx(model, pd.DataFrame(X[:1].astype(np.float64)))
+
+
+def test_non_numeric_input():
+    X = _images((8, 8))
+    model = BatchConv2DTransformer(filters="edges").fit(X)
+    with pytest.raises(TypeError, match=r"^X must hold real numbers; got complex dtype"):
+        to_onnx(model, X[:1] * 1j)
+    with pytest.raises(TypeError, match=r"^X must hold real numbers; got dtype <U1\."):
+        to_onnx(model, [["a"] * 64])
+
+
+def test_initial_types_instead_of_X():
+    from skl2onnx.common.data_types import FloatTensorType
+
+    X = _images((8, 8))
+    model = BatchConv2DTransformer(filters="edges").fit(X)
+    onx = to_onnx(model, None, initial_types=[("X", FloatTensorType([None, 64]))])
+    _assert_float32_close(_session(onx).run(None, {"X": X})[0], model.transform(X))

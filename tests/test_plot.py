@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import Pipeline
 
@@ -104,10 +105,15 @@ def test_learned_bank_needs_fit():
         plot_filters(BatchConv2DTransformer(filters="pca"))
 
 
-@pytest.mark.parametrize("bad", [np.ones(3), np.ones((0, 3, 3)), np.array(["a", "b"])])
+@pytest.mark.parametrize("bad", [np.ones(3), np.ones((0, 3, 3))])
 def test_bad_bank(bad):
     with pytest.raises(ValueError, match="filters must be"):
         plot_filters(bad)
+
+
+def test_bank_of_strings():
+    with pytest.raises(TypeError, match="filters must hold real numbers; got dtype <U1"):
+        plot_filters(np.array([["a", "b"]]))
 
 
 # --- plot_maps -------------------------------------------------------------
@@ -235,6 +241,161 @@ def test_plot_coef():
     assert _titles(one) == labels
     with pytest.raises(ValueError, match="class_names must have 2 names"):
         plot_coef(conv, maps.reshape(2, -1), class_names=["a"])
+
+
+# --- bad input ---------------------------------------------------------------
+
+
+def _small_conv():
+    """4 maps of 8 x 8 ("edges" on 8 x 8 images): 256 columns."""
+    return BatchConv2DTransformer(filters="edges").fit(np.zeros((1, 64)))
+
+
+def _call(function, **kwargs):
+    """Call one plot function on small valid input with ``kwargs``."""
+    if function is plot_filters:
+        return plot_filters(ODD, **kwargs)
+    if function is plot_maps:
+        return plot_maps(_small_conv(), np.ones(64), **kwargs)
+    return plot_coef(_small_conv(), np.ones((2, 256)), **kwargs)
+
+
+@pytest.mark.parametrize("function", [plot_filters, plot_maps])
+@pytest.mark.parametrize(
+    "n_cols, error, message",
+    [
+        (1.5, TypeError, "n_cols must be an int; got 1.5."),
+        (True, TypeError, "n_cols must be an int; got True."),
+        ("2", TypeError, "n_cols must be an int; got '2'."),
+        (0, ValueError, "n_cols must be an int >= 1; got 0."),
+        (-1, ValueError, "n_cols must be an int >= 1; got -1."),
+    ],
+)
+def test_n_cols_is_an_int_of_at_least_one(function, n_cols, error, message):
+    with pytest.raises(error) as info:
+        _call(function, n_cols=n_cols)
+    assert str(info.value) == message
+    assert not plt.get_fignums()  # refused before a figure was made
+
+
+@pytest.mark.parametrize("function", [plot_filters, plot_maps])
+def test_n_cols_beyond_the_axes_is_clamped(function):
+    # A grid of a million empty columns would be a figure 1.8 million inches wide.
+    fig = _call(function, n_cols=10**6)
+    assert fig.axes[0].get_subplotspec().get_gridspec().ncols == len(fig.axes)
+    assert fig.get_size_inches()[0] == pytest.approx(1.8 * len(fig.axes))
+
+
+@pytest.mark.parametrize("function", [plot_filters, plot_maps, plot_coef])
+def test_fig_is_a_figure(function):
+    with pytest.raises(
+        TypeError, match=r"^fig must be a matplotlib Figure or SubFigure .*; got 'x'\.$"
+    ):
+        _call(function, fig="x")
+    axes = plt.figure().add_subplot()
+    with pytest.raises(TypeError, match="fig must be a matplotlib Figure"):
+        _call(function, fig=axes)
+    sub = plt.figure().subfigures(1, 2)[1]
+    assert _call(function, fig=sub) is sub
+
+
+@pytest.mark.parametrize("function", [plot_filters, plot_maps, plot_coef])
+def test_cmap_is_checked_before_drawing(function):
+    with pytest.raises(ValueError, match=r"cmap must be the name of a registered .*; got 'nope'\."):
+        _call(function, cmap="nope")
+    with pytest.raises(TypeError, match=r"cmap must be .*; got None\."):
+        _call(function, cmap=None)
+    assert not plt.get_fignums()  # no half-drawn figure left open in pyplot
+    gray = matplotlib.colormaps["gray"]
+    assert _call(function, cmap=gray).axes[0].images[0].get_cmap().name == "gray"
+
+
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda: plot_filters(ODD * 1j), "filters"),
+        (lambda: plot_filters([ODD, EVEN * 1j]), r"filters\[1\]"),
+        (lambda: coef_to_maps(_small_conv(), np.ones(256) * 1j), "coef"),
+        (lambda: plot_coef(_small_conv(), np.ones((2, 256)) * 1j), "coef"),
+        (lambda: plot_maps(_small_conv(), np.ones(64) * 1j), "row"),
+    ],
+)
+def test_complex_arrays_are_described_not_printed(call, name):
+    with pytest.raises(
+        TypeError, match=rf"^{name} must hold real numbers; got complex dtype"
+    ) as info:
+        call()
+    assert "j," not in str(info.value) and len(str(info.value)) < 200
+
+
+def test_wrong_shapes_give_shape_and_dtype():
+    with pytest.raises(ValueError, match=r"got an array of shape \(3,\) and dtype int64\.$"):
+        plot_filters(np.arange(3))
+    with pytest.raises(ValueError, match=r"got an array of shape \(2, 255\) and dtype float64\.$"):
+        coef_to_maps(_small_conv(), np.ones((2, 255)))
+    with pytest.raises(ValueError, match=r"got an array of shape \(5,\) and dtype float64\.$"):
+        plot_maps(np.zeros(5), np.ones(64))
+
+
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda: plot_filters(np.full((2, 3, 3), np.nan)), "filters"),
+        (lambda: plot_filters([ODD, np.array([[1.0, np.inf]])]), r"filters\[1\]"),
+        (lambda: plot_coef(_small_conv(), np.full(256, -np.inf)), "coef"),
+    ],
+)
+def test_non_finite_values_are_refused(call, name):
+    # NaN or infinity as colour limit would leave the panels blank or flat.
+    with pytest.raises(ValueError, match=rf"^{name} must be finite"):
+        call()
+
+
+def test_transformer_of_coef_is_a_batchconv2dtransformer():
+    for call in (coef_to_maps, plot_coef):
+        with pytest.raises(TypeError, match=r"transformer must be a fitted .*; got 'x'\."):
+            call("x", np.ones(256))
+
+
+def test_coef_without_rows():
+    with pytest.raises(ValueError, match=r"coef must have at least one row .*shape \(0, 256\)"):
+        plot_coef(_small_conv(), np.ones((0, 256)))
+
+
+@pytest.mark.parametrize("names", ["ab", b"ab", {"a", "b"}, 2, np.array([["a", "b"]])])
+def test_class_names_is_a_list_not_a_str(names):
+    with pytest.raises(TypeError, match="class_names must be a list of names"):
+        plot_coef(_small_conv(), np.ones((2, 256)), class_names=names)
+
+
+def test_class_names_from_classes_():
+    conv = _small_conv()
+    fig = plot_coef(conv, np.ones((2, 256)), class_names=np.array([3, 7]))
+    assert _titles(fig)[::4] == ["3: f0", "7: f0"]
+    fig = plot_coef(conv, np.ones((2, 256)), class_names=("a", "b"))
+    assert _titles(fig)[::4] == ["a: f0", "b: f0"]
+    with pytest.raises(ValueError, match=r"2 names.*shape \(3,\) and dtype int64\.$"):
+        plot_coef(conv, np.ones((2, 256)), class_names=np.arange(3))
+
+
+def test_figures_of_more_than_max_panels_are_refused(monkeypatch):
+    import skconv.plot
+
+    with pytest.raises(ValueError, match=r"filters must give at most 500 axes .*got 100000 axes"):
+        plot_filters(np.zeros((100_000, 3, 3)))
+    # The cap lowered to 4 axes: exactly 4 are drawn, 5 are refused, for each function.
+    monkeypatch.setattr(skconv.plot, "MAX_PANELS", 4)
+    assert len(plot_filters(np.ones((4, 2, 2))).axes) == 4
+    with pytest.raises(ValueError, match=r"filters must give at most 4 axes .*got 6 axes"):
+        plot_filters(np.ones((2, 2, 2, 3)))
+    conv = _small_conv()
+    assert len(plot_maps(conv, np.ones(64)).axes) == 4
+    with pytest.raises(ValueError, match=r"transformer must give at most 4 axes .*got 8 axes"):
+        plot_maps(clone(conv).set_params(activation="split").fit(np.zeros((1, 64))), np.ones(64))
+    assert len(plot_coef(conv, np.ones(256)).axes) == 4
+    with pytest.raises(ValueError, match=r"coef must give at most 4 axes .*got 8 axes.*coef\[:k\]"):
+        plot_coef(conv, np.ones((2, 256)))
+    assert len(plt.get_fignums()) == 3  # the three drawn figures only
 
 
 def test_importable_without_matplotlib(monkeypatch):
