@@ -74,6 +74,19 @@ MAX_STENCIL_SIZE = 31
 # to 0, no overflow to inf), so every window can be sampled.  Far inside the
 # limits a sigma is already a delta (1e-3) or a flat window (1e3).
 SIGMA_RANGE = (1e-150, 1e150)
+# Largest array a bank builder allocates, in float64 bytes: a bank (K filters
+# of p x q) or a learned bank's (p*q) x (p*q) patch covariance.  1 GiB holds
+# 128 filters of the largest size (1024x1024) or 13 million 3x3 filters, far
+# more than a useful bank; checking it before building turns a count such as
+# n_orientations=10**8 (a 78 GB bank) into a clear error instead of minutes
+# of work ending in a MemoryError.
+MAX_BANK_BYTES = 2**30
+# A filter computed as a difference (a zero-mean Gabor, a DoG, a LoG minus its
+# mean) whose largest magnitude is at most this fraction of its terms' is
+# rounding noise: the terms were equal to float64 precision on the window.
+NOISE_RATIO = 1e-10
+# The smallest positive float64 (a subnormal).
+_TINY = float(np.finfo(np.float64).smallest_subnormal)
 
 
 def _check_size(size, minimum=1):
@@ -124,6 +137,52 @@ def _check_sigma(value, name):
 def _check_sigmas(values, name):
     """One Gaussian scale or a non-empty sequence of them -> tuple of floats."""
     return tuple(_check_sigma(v, name) for v in _check_floats(values, name))
+
+
+def _check_bank_bytes(n_filters, p, q, name, value):
+    """Refuse a bank of ``n_filters`` filters of ``p`` x ``q`` over :data:`MAX_BANK_BYTES`.
+
+    Called before anything is built; ``name`` and ``value`` are the parameter
+    that sets the count (``len(sigmas)`` for a sequence) and its value.
+    """
+    most = MAX_BANK_BYTES // (8 * p * q)
+    if n_filters > most:
+        raise ValueError(
+            f"{name} must be at most {most} for {p}x{q} filters (a bank is limited to "
+            f"{MAX_BANK_BYTES / 2**30:g} GiB of float64); got {value!r}."
+        )
+
+
+def _check_patch_pixels(p, q, size):
+    """Refuse a learned bank's patch size whose (p*q) x (p*q) covariance is too big.
+
+    The limit is :data:`MAX_BANK_BYTES`, checked before the images are read.
+    """
+    most = math.isqrt(MAX_BANK_BYTES // 8)
+    if p * q > most:
+        raise ValueError(
+            f"size must hold at most {most} pixels, so that the (p*q) x (p*q) patch "
+            f"covariance fits in {MAX_BANK_BYTES / 2**30:g} GiB of float64; got {size!r}."
+        )
+
+
+def _check_not_noise(filters, scales, name, value_of, p, q, hint):
+    """Refuse filters that came out all zero or as rounding noise.
+
+    ``filters`` (K, p, q) were computed as differences of terms whose largest
+    magnitude is ``scales`` (K,); a filter whose largest magnitude is at most
+    :data:`NOISE_RATIO` times that (0 <= 0 included, when the terms
+    underflowed to 0) is refused, naming ``value_of(k)``, the value of the
+    parameter ``name`` that gave filter ``k``, and ``hint``, what would work.
+    """
+    # Largest magnitudes, not L2 norms: the norm of a LoG of sigma 1e-150
+    # (a centre of -3e299) overflows.
+    noise = np.abs(filters).max(axis=(1, 2)) <= NOISE_RATIO * np.asarray(scales)
+    if noise.any():
+        raise ValueError(
+            f"{name} must give filters that are not all zero (nor rounding noise) on "
+            f"the {p}x{q} window; got {value_of(int(np.argmax(noise)))!r} ({hint})."
+        )
 
 
 def _finish(filters):
@@ -274,6 +333,11 @@ def _envelope(p, q, sigma):
     return np.exp(-(r2 - r2_min) / (2 * sigma**2)), r2_min
 
 
+# What works for the banks of Gaussian differences (log, dog), measured on
+# windows from 3x3 to 64x64 (a far smaller sigma works for log on odd windows).
+_SIGMA_HINT = "sigmas between about 0.2 and 10**4 * min(p, q) = {most:g} pixels work"
+
+
 def _gaussian_window(p, q, sigma):
     g = _envelope(p, q, sigma)[0]
     return g / g.sum()
@@ -287,7 +351,9 @@ def gaussian(size=5, sigmas=(0.5, 1.0, 2.0)):
     size : int or (p, q), default=5
         Window size; the Gaussian is centred (between pixels for even sizes).
     sigmas : float or sequence of float, default=(0.5, 1.0, 2.0)
-        Standard deviations in pixels, > 0.
+        Standard deviations in pixels, in ``SIGMA_RANGE``.  At most
+        ``MAX_BANK_BYTES // (8 * p * q)`` of them, so the bank holds at most
+        1 GiB (128 filters of 1024x1024, millions of small ones).
 
     Returns
     -------
@@ -303,6 +369,8 @@ def gaussian(size=5, sigmas=(0.5, 1.0, 2.0)):
     """
     p, q = _check_size(size)
     sigmas = _check_sigmas(sigmas, "sigmas")
+    _check_bank_bytes(len(sigmas), p, q, "len(sigmas)", len(sigmas))
+    # Each window sums to 1, so no filter can come out zero.
     return _finish([_gaussian_window(p, q, s) for s in sigmas])
 
 
@@ -323,12 +391,18 @@ def gabor(size=7, n_orientations=4, frequencies=(0.15, 0.3), sigma=None, normali
         Orientations ``t = pi * k / n_orientations``, ``k = 0 .. n-1``.
         ``t`` is the direction of the wave vector, measured from the +x
         (column) axis towards +y (down): ``t = 0`` responds to vertical
-        stripes.
+        stripes.  ``len(frequencies) * n_orientations`` must be at most
+        ``MAX_BANK_BYTES // (8 * p * q)``, so the bank holds at most 1 GiB
+        (2.7 million 7x7 filters; hundreds are already a very large bank).
     frequencies : float or sequence of float, default=(0.15, 0.3)
         Carrier frequencies in cycles per pixel, in (0, 0.5].
     sigma : float or None, default=None
-        Envelope standard deviation in pixels.  None uses, per frequency,
-        ``min(0.56 / f, min(p, q) / 3)``: ``0.56 / f`` gives a one-octave
+        Envelope standard deviation in pixels, in ``SIGMA_RANGE``.  Each
+        frequency and sigma must give a filter that is neither all zero nor
+        rounding noise once made zero-mean: a flat envelope times a flat
+        carrier, an envelope that only covers zeros of the carrier or,
+        without ``normalize``, one that underflows to 0 raise a ValueError.
+        None uses, per frequency, ``min(0.56 / f, min(p, q) / 3)``: ``0.56 / f`` gives a one-octave
         bandwidth (the ``bandwidth=1`` default of scikit-image), and the
         cap makes the window at least 3 sigma wide so the envelope, not the
         window edge, shapes the filter.
@@ -357,38 +431,47 @@ def gabor(size=7, n_orientations=4, frequencies=(0.15, 0.3), sigma=None, normali
     if sigma is not None:
         sigma = _check_sigma(sigma, "sigma")
     check_bool(normalize, "normalize")
+    n_filters = len(frequencies) * n_orientations
+    _check_bank_bytes(n_filters, p, q, "len(frequencies) * n_orientations", n_filters)
     y, x = _grid(p, q)
-    filters, scales = [], []
-    for f in frequencies:
-        s = min(0.56 / f, min(p, q) / 3) if sigma is None else sigma
+    t = np.pi * np.arange(n_orientations) / n_orientations
+    cos_t, sin_t = np.cos(t)[:, None, None], np.sin(t)[:, None, None]
+    sigmas = [min(0.56 / f, min(p, q) / 3) if sigma is None else sigma for f in frequencies]
+    filters = np.empty((n_filters, p, q))
+    scales = []
+    for i, (f, s) in enumerate(zip(frequencies, sigmas, strict=True)):
         envelope, r2_min = _envelope(p, q, s)
-        scales += [np.linalg.norm(envelope)] * n_orientations
         if not normalize:
             # The unit-norm scaling would cancel this factor; without it the
-            # filter is the formula's (it may underflow to 0 for a tiny sigma).
+            # filter is the formula's (refused below if it underflows to 0).
             envelope *= math.exp(-r2_min / (2 * s**2))
-        for k in range(n_orientations):
-            t = np.pi * k / n_orientations
-            filters.append(envelope * np.cos(2 * np.pi * f * (x * np.cos(t) + y * np.sin(t))))
-    filters = np.array(filters)
+        scales.append(envelope.max())
+        # All orientations of one frequency at once, in place: a Python loop
+        # over a large n_orientations would take minutes.
+        block = filters[i * n_orientations : (i + 1) * n_orientations]
+        np.multiply(cos_t, x, out=block)
+        block += sin_t * y
+        block *= 2 * np.pi * f
+        np.cos(block, out=block)
+        block *= envelope
     filters -= filters.mean(axis=(1, 2), keepdims=True)
+    # What is left after removing the mean can be rounding noise, which unit
+    # norm would blow up into a random filter: a flat envelope (huge sigma)
+    # times a flat carrier (tiny frequency), or an envelope that only covers
+    # zeros of the carrier, or (without normalize) underflows to 0.  The
+    # envelope's largest sample is the scale of the terms: the carrier's
+    # amplitude is 1.
+    _check_not_noise(
+        filters,
+        np.repeat(scales, n_orientations),
+        "frequencies and sigma",
+        lambda k: (frequencies[k // n_orientations], sigmas[k // n_orientations]),
+        p,
+        q,
+        "frequency, sigma: raise the frequency or bring sigma nearer the window size",
+    )
     if normalize:
-        norms = np.linalg.norm(filters, axis=(1, 2), keepdims=True)
-        # What is left after removing the mean can be rounding noise, which
-        # unit norm would blow up into a random filter: a flat envelope (huge
-        # sigma) times a flat carrier (tiny frequency), or an envelope that
-        # only covers zeros of the carrier.  The envelope's own norm (its
-        # largest sample is 1) is the scale to compare with.
-        flat = norms[:, 0, 0] <= 1e-10 * np.array(scales)
-        if flat.any():
-            f = frequencies[int(np.argmax(flat)) // n_orientations]
-            raise ValueError(
-                "frequencies and sigma must give a filter that varies on the "
-                f"{p}x{q} window; got frequency {f!r} with sigma "
-                f"{min(0.56 / f, min(p, q) / 3) if sigma is None else sigma!r}, "
-                "a constant filter (raise the frequency or lower sigma)."
-            )
-        filters /= norms
+        filters /= np.linalg.norm(filters, axis=(1, 2), keepdims=True)
     return _finish(filters)
 
 
@@ -400,7 +483,13 @@ def log(size=7, sigmas=(1.0, 2.0)):
     size : int or (p, q), default=7
         Window size, >= 3 in each dimension.
     sigmas : float or sequence of float, default=(1.0, 2.0)
-        Gaussian standard deviations in pixels, > 0.
+        Gaussian standard deviations in pixels, in ``SIGMA_RANGE``, at most
+        ``MAX_BANK_BYTES // (8 * p * q)`` of them (a bank of at most 1 GiB).
+        A sigma whose filter comes out all zero or rounding noise raises a
+        ValueError: one far above the window (a flat Gaussian, whose
+        Laplacian is constant) or, on an even window, far below a pixel (every
+        sample underflows).  Sigmas from 0.2 to ``10**4 * min(p, q)`` pixels
+        work.
 
     Returns
     -------
@@ -419,12 +508,27 @@ def log(size=7, sigmas=(1.0, 2.0)):
     """
     p, q = _check_size(size, 3)
     sigmas = _check_sigmas(sigmas, "sigmas")
+    _check_bank_bytes(len(sigmas), p, q, "len(sigmas)", len(sigmas))
     y, x = _grid(p, q)
     r2 = x**2 + y**2
     filters = np.array(
         [(r2 - 2 * s**2) / s**2 * np.exp(-r2 / (2 * s**2)) / (2 * np.pi * s**2) for s in sigmas]
     )
-    return _finish(filters - filters.mean(axis=(1, 2), keepdims=True))
+    scales = np.abs(filters).max(axis=(1, 2))
+    filters -= filters.mean(axis=(1, 2), keepdims=True)
+    # A sigma far above the window leaves a constant, which the mean removal
+    # turns into 0 or noise; one far below it on an even window (no pixel at
+    # the centre) underflows every sample to 0.
+    _check_not_noise(
+        filters,
+        scales,
+        "sigmas",
+        sigmas.__getitem__,
+        p,
+        q,
+        _SIGMA_HINT.format(most=1e4 * min(p, q)),
+    )
+    return _finish(filters)
 
 
 def dog(size=7, sigmas=(1.0,), ratio=1.6):
@@ -435,10 +539,16 @@ def dog(size=7, sigmas=(1.0,), ratio=1.6):
     size : int or (p, q), default=7
         Window size, >= 3 in each dimension.
     sigmas : float or sequence of float, default=(1.0,)
-        Inner standard deviations in pixels, > 0.
+        Inner standard deviations in pixels, in ``SIGMA_RANGE``, at most
+        ``MAX_BANK_BYTES // (8 * p * q)`` of them (a bank of at most 1 GiB).
+        A sigma whose filter comes out all zero or rounding noise raises a
+        ValueError: far below a pixel both Gaussians are the same delta, far
+        above the window the same flat window.  Sigmas from 0.2 to
+        ``10**4 * min(p, q)`` pixels work with ``ratio >= 1.3``.
     ratio : float, default=1.6
         Outer over inner sigma, > 1 (1.6 approximates the Laplacian of
-        Gaussian, Marr & Hildreth).
+        Gaussian, Marr & Hildreth).  Near 1 the two Gaussians are equal to
+        rounding and the filter is refused as above.
 
     Returns
     -------
@@ -463,7 +573,22 @@ def dog(size=7, sigmas=(1.0,), ratio=1.6):
             f"ratio * sigmas must be <= {high:g} (the outer sigma, in pixels); got "
             f"ratio={ratio!r} and sigmas {sigmas!r}."
         )
-    return _finish([_gaussian_window(p, q, s) - _gaussian_window(p, q, ratio * s) for s in sigmas])
+    _check_bank_bytes(len(sigmas), p, q, "len(sigmas)", len(sigmas))
+    inner = np.array([_gaussian_window(p, q, s) for s in sigmas])
+    filters = inner - np.array([_gaussian_window(p, q, ratio * s) for s in sigmas])
+    # Both Gaussians are the same delta for a sigma far below a pixel, and the
+    # same flat window for one far above the window (or for a ratio near 1):
+    # their difference is 0.  The inner one has the larger peak.
+    _check_not_noise(
+        filters,
+        inner.max(axis=(1, 2)),
+        "sigmas and ratio",
+        lambda k: (sigmas[k], ratio),
+        p,
+        q,
+        _SIGMA_HINT.format(most=1e4 * min(p, q)) + " with a ratio >= 1.3",
+    )
+    return _finish(filters)
 
 
 def random(n_filters=8, size=3, random_state=None):
@@ -472,7 +597,8 @@ def random(n_filters=8, size=3, random_state=None):
     Parameters
     ----------
     n_filters : int, default=8
-        Number of filters.
+        Number of filters, at most ``MAX_BANK_BYTES // (8 * p * q)`` (a bank
+        of at most 1 GiB).
     size : int or (p, q), default=3
         Window size, with at least 2 pixels.
     random_state : int, RandomState instance or None, default=None
@@ -494,6 +620,7 @@ def random(n_filters=8, size=3, random_state=None):
     p, q = _check_size(size)
     if p * q < 2:
         raise ValueError(f"size must hold at least 2 pixels for zero-mean filters; got {size!r}.")
+    _check_bank_bytes(n_filters, p, q, "n_filters", n_filters)
     filters = check_random_state(random_state).standard_normal((n_filters, p, q))
     filters -= filters.mean(axis=(1, 2), keepdims=True)
     filters /= np.linalg.norm(filters, axis=(1, 2), keepdims=True)
@@ -568,8 +695,27 @@ def _sample_patches(images, size, n_patches, random_state):
     return np.asarray(windows[n, i, j], dtype=np.float64)
 
 
+def _unit_exponent(values):
+    """The ``e`` that brings the largest magnitude of ``values`` into [0.5, 1) (0 for zeros).
+
+    Learned filters do not depend on the scale of the patches, but their
+    arithmetic does: squares of 1e300 overflow and squares of 1e-300
+    underflow.  Dividing by ``2**e`` (``np.ldexp(values, -e)``) keeps every
+    value exact, except those below ``2**-1022`` times the largest, which
+    round to subnormals.
+    """
+    if values.size == 0:
+        return 0
+    return math.frexp(max(abs(float(values.max())), abs(float(values.min()))))[1]
+
+
 def _flat_centred_patches(images, size, n_patches, n_filters, rng):
-    """Sampled patches as rows, each minus its own mean; checks there are enough."""
+    """Sampled patches as rows, each minus its own mean; checks there are enough.
+
+    The patches come divided by ``2**e``, a power of two that brings their
+    largest magnitude into [0.5, 1) (see :func:`_unit_exponent`); returns
+    them and ``e``.
+    """
     patches = _sample_patches(images, size, n_patches, rng)
     if len(patches) < n_filters:
         raise ValueError(
@@ -577,25 +723,30 @@ def _flat_centred_patches(images, size, n_patches, n_filters, rng):
             f"{np.shape(images)} with n_patches={n_patches}, fewer than "
             f"n_filters={n_filters}."
         )
-    x = patches.reshape(len(patches), -1)
-    x = x - x.mean(axis=1, keepdims=True)
+    exponent = _unit_exponent(patches)
+    x = np.ldexp(patches.reshape(len(patches), -1), -exponent)
+    x -= x.mean(axis=1, keepdims=True)
     if not x.any():
         raise ValueError(
             "images must vary within patches; got only flat (constant) sampled "
             "patches: there is nothing to learn."
         )
-    return x
+    return x, exponent
 
 
-def _patch_scatter(images, size):
+def _patch_scatter(images, size, rescale=False):
     """``sum x x^T`` over the mean-removed patches ``x`` of every position of every image.
 
     A sum over images, so chunks of images can be accumulated exactly (up to
     rounding).  The patches are copied a block of images at a time, within
     half of scikit-learn's ``working_memory``.  Returns the (p*q, p*q)
-    float64 scatter matrix and the number of patches.
+    float64 scatter matrix and the number of patches.  With ``rescale`` the
+    patches are first divided by the power of two that brings the images'
+    largest magnitude into [0.5, 1) (see :func:`_unit_exponent`): the scatter
+    is then in other units, so chunks rescaled alike can no longer be added.
     """
     images = _check_images(images)
+    exponent = _unit_exponent(images) if rescale else 0
     p, q = size
     b, h, w = images.shape
     if h < p or w < q:
@@ -608,6 +759,8 @@ def _patch_scatter(images, size):
     scatter = np.zeros((p * q, p * q))
     for start in range(0, b, block):
         x = np.array(windows[start : start + block], dtype=np.float64).reshape(-1, p * q)
+        if exponent:
+            x = np.ldexp(x, -exponent, out=x)
         x -= x.mean(axis=1, keepdims=True)
         scatter += x.T @ x
     return scatter, b * n_positions
@@ -640,12 +793,17 @@ def pca(images, n_filters=8, size=5, n_patches=None, random_state=None):
     Parameters
     ----------
     images : array-like of shape (n_images, height, width)
-        Training images, real-valued.
+        Training images, real-valued, finite.  The filters do not depend on
+        their scale: ``images * c`` gives the same filters for any ``c > 0``
+        (up to rounding), down to 1e-300 and up to the float64 maximum, as
+        the patches are divided by a power of two near their largest
+        magnitude first.
     n_filters : int, default=8
         Number of filters, at most ``p * q - 1`` (removing the patch mean
         leaves ``p * q - 1`` dimensions).
     size : int or (p, q), default=5
-        Patch size.
+        Patch size, with at most 11585 pixels, so that the ``(p*q) x (p*q)``
+        scatter matrix holds at most ``MAX_BANK_BYTES`` (1 GiB).
     n_patches : int or None, default=None
         None uses the patch of every position of every image.  An int draws
         that many distinct patches uniformly over images and positions (all
@@ -675,15 +833,16 @@ def pca(images, n_filters=8, size=5, n_patches=None, random_state=None):
     """
     n_filters = check_int(n_filters, "n_filters", 1)
     p, q = _check_size(size)
+    _check_patch_pixels(p, q, size)
     if n_filters > p * q - 1:
         raise ValueError(
             f"n_filters must be at most p * q - 1 = {p * q - 1} for size {size!r}; got {n_filters}."
         )
     if n_patches is None:
-        scatter, count = _patch_scatter(images, (p, q))
+        scatter, count = _patch_scatter(images, (p, q), rescale=True)
         _check_patch_scatter(scatter, count, n_filters, np.shape(images), n_patches)
     else:
-        x = _flat_centred_patches(
+        x, _ = _flat_centred_patches(
             images, (p, q), n_patches, n_filters, check_random_state(random_state)
         )
         scatter = x.T @ x
@@ -740,11 +899,20 @@ def kmeans(
     Parameters
     ----------
     images : array-like of shape (n_images, height, width)
-        Training images, real-valued.
+        Training images, real-valued, finite.  With the default
+        ``contrast_eps`` the filters do not depend on their scale:
+        ``images * c`` gives the same filters for any ``c > 0`` (up to
+        rounding), down to 1e-300 and up to the float64 maximum, as the
+        patches are divided by a power of two near their largest magnitude
+        first.  A given ``contrast_eps`` is in the images' units, so it
+        must scale with them (by ``c**2``) for the filters not to change;
+        ``whiten_eps`` applies to the normalised patches and never needs to.
     n_filters : int, default=16
         Number of filters (clusters); at most the number of patches drawn.
     size : int or (p, q), default=5
-        Patch size, with at least 2 pixels.
+        Patch size, with at least 2 pixels and at most 11585, so that the
+        ``(p*q) x (p*q)`` patch covariance holds at most ``MAX_BANK_BYTES``
+        (1 GiB).
     n_patches : int, default=10000
         Patches to draw; all positions are used when there are fewer.
     whiten : bool, default=True
@@ -756,7 +924,9 @@ def kmeans(
         so flat patches are not blown up into noise.  None scales Coates et
         al.'s 10 (for pixels in 0..255) to the data range:
         ``10 * (images.max() - images.min())**2 / 255**2``, about 0.039 for
-        the 0..16 digits.
+        the 0..16 digits.  One so large next to the patches' variance that
+        every normalised patch rounds to 0 (1.0 for images of scale 1e-300)
+        raises a ValueError.
     whiten_eps : float, default=0.1
         Added to the covariance eigenvalues (Coates et al.'s 0.1; the
         normalised patches have unit scale whatever the data range).
@@ -779,19 +949,36 @@ def kmeans(
     p, q = _check_size(size)
     if p * q < 2:
         raise ValueError(f"size must hold at least 2 pixels; got {size!r}.")
+    _check_patch_pixels(p, q, size)
     check_bool(whiten, "whiten")
     whiten_eps = _check_float(whiten_eps, "whiten_eps")
     if contrast_eps is not None:
         contrast_eps = _check_float(contrast_eps, "contrast_eps")
     rng = check_random_state(random_state)
-    x = _flat_centred_patches(images, (p, q), n_patches, n_filters, rng)
-    if contrast_eps is None:
-        # images were checked by _flat_centred_patches.  The range is taken
-        # in Python floats: np.ptp wraps around on integers (int8 from -100 to
-        # 100 gives -56) and is undefined on bools.
-        data = np.asarray(images)
-        contrast_eps = 10 * (float(data.max()) - float(data.min())) ** 2 / 255**2
+    given_eps = contrast_eps
+    # x is in units of 2**exponent (its largest magnitude below 1), and so
+    # must contrast_eps be: a variance, in units of 4**exponent.
+    x, exponent = _flat_centred_patches(images, (p, q), n_patches, n_filters, rng)
+    with np.errstate(over="ignore", under="ignore"):
+        if contrast_eps is None:
+            # images were checked by _flat_centred_patches.  The range is
+            # taken from Python floats: np.ptp wraps around on integers (int8
+            # from -100 to 100 gives -56) and is undefined on bools.  It is
+            # inf only when the images range over 2**1024 times the patches.
+            data = np.asarray(images)
+            span = np.ldexp(float(data.max()), -exponent) - np.ldexp(float(data.min()), -exponent)
+            contrast_eps = 10 * span**2 / 255**2
+        else:
+            # Flat patches divide 0 by contrast_eps: keep it from rounding to 0.
+            contrast_eps = max(np.ldexp(contrast_eps, -2 * exponent), _TINY)
     x /= np.sqrt(x.var(axis=1, keepdims=True) + contrast_eps)
+    if not x.any():
+        # contrast_eps over 2**2048 times the patches' squared scale: every
+        # normalised patch is 0 and so would be every filter.
+        raise ValueError(
+            "contrast_eps must be small enough next to the variance of the patches "
+            f"to leave them nonzero after contrast normalisation; got {given_eps!r}."
+        )
     if whiten:
         m = x.mean(axis=0)
         eigvals, eigvecs = np.linalg.eigh(np.cov(x, rowvar=False))

@@ -726,16 +726,28 @@ def test_kmeans_argument_errors(images, kwargs, exc, words):
 
 
 @pytest.mark.parametrize("size", [3, 4, (3, 6)])
-@pytest.mark.parametrize("sigma", [1e-150, 1e-40, 1e-3, 0.7, 1e3, 1e40, 1e150])
+@pytest.mark.parametrize("sigma", [1e-150, 1e-40, 1e-3, 0.2, 0.7, 1e3, 1e4, 1e40, 1e150])
 def test_gaussian_banks_finite_over_the_whole_sigma_range(size, sigma):
-    banks = [
-        F.gaussian(size, sigma),
-        F.gabor(size if size != 4 else 5, sigma=sigma, frequencies=0.25),
-        F.log(size if size != 4 else 5, sigma),
-        F.dog(size if size != 4 else 5, min(sigma, 1e150 / 1.5), ratio=1.5),
-    ]
-    for bank in banks:
-        assert np.isfinite(bank).all()
+    """Every sigma gives finite filters that are not all zero, except that the
+    differences of Gaussians (log, dog) may refuse a sigma outside the range
+    their docstrings say works, 0.2 to 10**4 * min(p, q) pixels."""
+    odd = size if size != 4 else 5
+
+    def usable(bank):
+        return np.isfinite(bank).all() and (np.abs(bank).max(axis=(1, 2)) > 0).all()
+
+    assert usable(F.gaussian(size, sigma))
+    assert usable(F.gabor(odd, sigma=sigma, frequencies=0.25))
+    side = min(odd) if isinstance(odd, tuple) else odd
+    works = 0.2 <= sigma <= 1e4 * side
+    for call in [lambda: F.log(odd, sigma), lambda: F.dog(odd, min(sigma, 1e150 / 1.5), ratio=1.5)]:
+        try:
+            bank = call()
+        except ValueError as exc:
+            assert not works
+            assert "sigmas" in str(exc) and "not all zero" in str(exc)
+        else:
+            assert usable(bank)
 
 
 @pytest.mark.parametrize("size", [3, 4, (2, 5)])
@@ -789,3 +801,123 @@ def test_kmeans_contrast_eps_uses_the_true_range_of_integer_images():
         rtol=1e-9,
         atol=1e-12,
     )
+
+
+# --- limits: bank size, degenerate filters, scale of learned banks -------------
+
+
+@pytest.mark.parametrize(
+    "call, words",
+    [
+        # 78 GB and 840 GB as float64: refused at once instead of built for minutes
+        (lambda: F.gabor(n_orientations=10**8), ["n_orientations", "200000000", "2739137"]),
+        (lambda: F.gabor(n_orientations=2**31), ["n_orientations", "4294967296"]),
+        # 130 filters of 8 MiB: just over 1 GiB, from frequencies alone as well
+        (lambda: F.gabor(1024, n_orientations=65), ["len(frequencies)", "130", "128"]),
+        (lambda: F.gabor(1024, 1, [0.2] * 129), ["len(frequencies)", "129", "128"]),
+        (lambda: F.random(10**9), ["n_filters", "1000000000", "14913080"]),
+        (lambda: F.random(129, 1024), ["n_filters", "129", "128"]),
+        (lambda: F.gaussian(1024, [1.0] * 129), ["len(sigmas)", "129", "128"]),
+        (lambda: F.log(1024, [1.0] * 129), ["len(sigmas)", "129", "128"]),
+        (lambda: F.dog(1024, [1.0] * 129), ["len(sigmas)", "129", "128"]),
+        # a (p*q) x (p*q) patch covariance of 1.02 GiB
+        (lambda: F.pca(np.zeros((1, 200, 200)), 2, (108, 108)), ["size", "(108, 108)", "11585"]),
+        (lambda: F.kmeans(np.zeros((1, 200, 200)), 2, (108, 108)), ["size", "(108, 108)", "11585"]),
+        (
+            lambda: F.make_bank("gabor", n_orientations=10**8),
+            ["n_orientations", "200000000", "1 GiB"],
+        ),
+    ],
+    ids=[
+        "gabor-1e8",
+        "gabor-2**31",
+        "gabor-orientations",
+        "gabor-frequencies",
+        "random-1e9",
+        "random-1024",
+        "gaussian",
+        "log",
+        "dog",
+        "pca-covariance",
+        "kmeans-covariance",
+        "make_bank",
+    ],
+)
+def test_banks_over_the_size_limit_are_refused_before_building(call, words):
+    with pytest.raises(ValueError) as info:
+        call()
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_transformer_refuses_a_huge_named_bank():
+    from skconv import BatchConv2DTransformer
+
+    model = BatchConv2DTransformer(
+        filters="gabor", filter_params={"n_orientations": 10**8}, image_shape=(8, 8)
+    )
+    with pytest.raises(ValueError, match="n_orientations must be at most"):
+        model.fit(np.zeros((2, 64)))
+
+
+def test_bank_size_limit_is_exact(monkeypatch):
+    """The limit counts K * p * q float64 values: 10 filters of 7x7 fit in
+    3920 bytes, 11 do not."""
+    monkeypatch.setattr(F, "MAX_BANK_BYTES", 10 * 7 * 7 * 8)
+    assert F.gabor(7, n_orientations=5).shape == (10, 7, 7)
+    assert F.random(10, 7).shape == (10, 7, 7)
+    with pytest.raises(ValueError, match=r"must be at most 10 for 7x7 filters .*; got 11\."):
+        F.gabor(7, 11, 0.25)
+    with pytest.raises(ValueError, match=r"must be at most 10 for 7x7 filters .*; got 11\."):
+        F.random(11, 7)
+
+
+@pytest.mark.parametrize(
+    "call, words",
+    [
+        # both Gaussians are the same delta, or the same flat window
+        (lambda: F.dog(sigmas=1e-12), ["sigmas", "1e-12", "not all zero", "7x7"]),
+        (lambda: F.dog(5, sigmas=[1.0, 1e12]), ["sigmas", "1000000000000.0", "5x5"]),
+        (lambda: F.dog(sigmas=1.0, ratio=1 + 1e-12), ["ratio", "1.000000000001"]),
+        # a constant Laplacian, and an even window whose samples all underflow
+        (lambda: F.log(sigmas=2**31), ["sigmas", "2147483648", "not all zero"]),
+        (lambda: F.log(4, sigmas=1e-3), ["sigmas", "0.001", "4x4"]),
+        # without normalize the envelope of an even window underflows
+        (lambda: F.gabor(4, sigma=1e-3, normalize=False), ["sigma", "0.001", "4x4"]),
+        (lambda: F.make_bank("log", sigmas=2**31), ["sigmas", "2147483648"]),
+    ],
+    ids=["dog-tiny", "dog-huge", "dog-ratio", "log-huge", "log-even", "gabor", "make_bank"],
+)
+def test_banks_refuse_filters_that_come_out_zero(call, words):
+    with pytest.raises(ValueError) as info:
+        call()
+    for word in words:
+        assert word in str(info.value)
+
+
+@pytest.mark.parametrize("scale", [1e300, 1e-300, 1.7e308])
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("pca", {}),
+        ("pca", {"n_patches": 500}),
+        ("kmeans", {}),
+        ("kmeans", {"whiten": False}),
+    ],
+)
+def test_learned_banks_do_not_depend_on_the_scale_of_the_images(name, kwargs, scale):
+    """PCA directions are unit vectors and k-means runs on contrast-normalised
+    patches (with contrast_eps scaled to the data range), so images * c give
+    the filters of the images themselves; the oracle is those filters."""
+    images = np.random.default_rng(0).random((20, 12, 12))
+    expected = F.learn_bank(name, images, random_state=0, **kwargs)
+    got = F.learn_bank(name, images * scale, random_state=0, **kwargs)
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+
+
+def test_kmeans_refuses_a_contrast_eps_that_erases_the_patches():
+    """On images of scale 1e-300, contrast_eps=1.0 divides every patch by 1:
+    nothing is left to cluster, instead of filters of rounding noise."""
+    images = np.random.default_rng(1).random((10, 8, 8)) * 1e-300
+    with pytest.raises(ValueError, match=r"contrast_eps must be small enough.*; got 1\.0\."):
+        F.kmeans(images, 3, 3, 200, random_state=0, contrast_eps=1.0)
