@@ -87,6 +87,7 @@ class PCAStream:
         self.n_filters = check_int(params["n_filters"], "n_filters", 1)
         self.size = _banks._check_size(params["size"])
         p, q = self.size
+        _banks._check_patch_pixels(p, q, params["size"])
         if self.n_filters > p * q - 1:
             raise ValueError(
                 f"n_filters must be at most p * q - 1 = {p * q - 1} for size "
@@ -100,15 +101,33 @@ class PCAStream:
             self.rng = np.random.RandomState(_seed(rng))
         self.scatter = np.zeros((p * q, p * q))
         self.count = 0
+        # The scatter is kept in units of 4**exponent, the patches divided by
+        # 2**exponent (exact), as pca() does: squares of pixels of 1e300
+        # overflow, of 1e-300 underflow.  A chunk of larger pixels raises the
+        # exponent and the sum so far is divided to match.
+        self.exponent = None
 
     def update(self, images):
         if self.n_patches is None:
-            scatter, count = _banks._patch_scatter(images, self.size)
+            images = _banks._check_images(images)
+            exponent = self._units(_banks._unit_exponent(images))
+            scatter, count = _banks._patch_scatter(images, self.size, exponent)
         else:
-            x = _centred(_banks._sample_patches(images, self.size, self.n_patches, self.rng))
+            patches = _banks._sample_patches(images, self.size, self.n_patches, self.rng)
+            exponent = self._units(_banks._unit_exponent(patches))
+            x = _centred(np.ldexp(patches, -exponent))
             scatter, count = x.T @ x, len(x)
         self.scatter += scatter
         self.count += count
+
+    def _units(self, exponent):
+        """The exponent to divide a chunk by, after raising the stream's to it if needed."""
+        if self.exponent is None or not self.count:
+            self.exponent = exponent
+        elif exponent > self.exponent:
+            self.scatter = np.ldexp(self.scatter, 2 * (self.exponent - exponent))
+            self.exponent = exponent
+        return self.exponent
 
     def filters(self, shape):
         _banks._check_patch_scatter(self.scatter, self.count, self.n_filters, shape, self.n_patches)
@@ -143,6 +162,7 @@ class KMeansStream:
         params = _check_kwargs("kmeans", _banks.kmeans, kwargs)
         self.n_filters = check_int(params["n_filters"], "n_filters", 1)
         self.size = p, q = _banks._check_size(params["size"])
+        _banks._check_patch_pixels(p, q, params["size"])
         if p * q < 2:
             raise ValueError(f"size must hold at least 2 pixels; got {params['size']!r}.")
         self.n_patches = check_int(params["n_patches"], "n_patches", 1)

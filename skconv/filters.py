@@ -734,19 +734,18 @@ def _flat_centred_patches(images, size, n_patches, n_filters, rng):
     return x, exponent
 
 
-def _patch_scatter(images, size, rescale=False):
+def _patch_scatter(images, size, exponent=0):
     """``sum x x^T`` over the mean-removed patches ``x`` of every position of every image.
 
     A sum over images, so chunks of images can be accumulated exactly (up to
     rounding).  The patches are copied a block of images at a time, within
     half of scikit-learn's ``working_memory``.  Returns the (p*q, p*q)
-    float64 scatter matrix and the number of patches.  With ``rescale`` the
-    patches are first divided by the power of two that brings the images'
-    largest magnitude into [0.5, 1) (see :func:`_unit_exponent`): the scatter
-    is then in other units, so chunks rescaled alike can no longer be added.
+    float64 scatter matrix and the number of patches.  The patches are first
+    divided by ``2**exponent`` (exact; :func:`_unit_exponent` of the images
+    brings their largest magnitude into [0.5, 1)): the scatter is then in
+    units of ``4**exponent``, and only scatters in the same units add up.
     """
     images = _check_images(images)
-    exponent = _unit_exponent(images) if rescale else 0
     p, q = size
     b, h, w = images.shape
     if h < p or w < q:
@@ -839,7 +838,8 @@ def pca(images, n_filters=8, size=5, n_patches=None, random_state=None):
             f"n_filters must be at most p * q - 1 = {p * q - 1} for size {size!r}; got {n_filters}."
         )
     if n_patches is None:
-        scatter, count = _patch_scatter(images, (p, q), rescale=True)
+        images = _check_images(images)
+        scatter, count = _patch_scatter(images, (p, q), _unit_exponent(images))
         _check_patch_scatter(scatter, count, n_filters, np.shape(images), n_patches)
     else:
         x, _ = _flat_centred_patches(

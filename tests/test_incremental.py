@@ -67,6 +67,38 @@ def test_pca_matches_loop_oracle_up_to_sign(digits):
     assert_allclose(np.abs(dots), 1, atol=1e-8)
 
 
+@pytest.mark.parametrize("n_patches", [None, 40])
+@pytest.mark.parametrize("scales", [(1e300, 1e300), (1e-300, 1e-300), (1.0, 2.0**600)])
+def test_pca_stream_on_pixels_of_any_scale(digits, scales, n_patches):
+    # Squares of 1e300 overflow and of 1e-300 underflow: the stream keeps its
+    # scatter in units of a power of two, raised when a chunk of larger pixels
+    # arrives (the last case: the second chunk's pixels are 2**600 times the
+    # first's, which then count for nothing, as in a fit on both).
+    X = digits[0][:200]
+    params = {"n_filters": 6, "size": 3, "n_patches": n_patches}
+    est = BatchConv2DTransformer(filters="pca", filter_params=params, random_state=0)
+    est.partial_fit(X[:100] * scales[0])
+    est.partial_fit(X[100:] * scales[1])
+    if n_patches is None:
+        images = np.concatenate([X[:100] * scales[0], X[100:] * scales[1]])
+        kept = images if scales[0] == scales[1] else images[100:]
+        expected = pca_oracle(kept.reshape(-1, 8, 8) / scales[1], (3, 3), 6)
+        dots = np.sum(est.filters_[0] * expected, axis=(1, 2))
+        assert_allclose(np.abs(dots), 1, atol=1e-8)
+    else:  # the same patches drawn as from the unscaled chunks
+        unscaled = BatchConv2DTransformer(filters="pca", filter_params=params, random_state=0)
+        unscaled.partial_fit(X[:100])
+        unscaled.partial_fit(X[100:] * (scales[1] / scales[0]))
+        assert_allclose(est.filters_[0], unscaled.filters_[0], atol=1e-10)
+
+
+def test_learned_streams_refuse_a_patch_size_whose_covariance_is_too_big():
+    for name in ("pca", "kmeans"):
+        est = BatchConv2DTransformer(filters=name, filter_params={"size": 200})
+        with pytest.raises(ValueError, match="size must hold at most"):
+            est.partial_fit(np.zeros((2, 40000)))
+
+
 def test_list_with_pca_random_and_fixed_equals_full_fit(digits):
     X = digits[0].astype(np.float32)
     kw = dict(
