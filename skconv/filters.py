@@ -1293,8 +1293,12 @@ def _build_banks(items, random_state, images, context):
 
 
 # name + frozen kwargs -> read-only bank; a few banks are all a program uses.
+# Bounded in bytes too: a bank may be up to MAX_BANK_BYTES, and 32 of those
+# would hold 32 GiB.  A bank larger than the whole budget is not kept (its
+# build costs little next to a convolution with it).
 _BANK_CACHE = OrderedDict()
 _BANK_CACHE_SIZE = 32
+_BANK_CACHE_BYTES = 64 * 2**20
 _BANK_CACHE_LOCK = threading.Lock()
 
 
@@ -1329,8 +1333,13 @@ def _cached_bank(name, kwargs):
             return bank
     bank = make_bank(name, **kwargs)
     bank.flags.writeable = False
+    if bank.nbytes > _BANK_CACHE_BYTES:
+        return bank
     with _BANK_CACHE_LOCK:
         _BANK_CACHE[key] = bank
-        while len(_BANK_CACHE) > _BANK_CACHE_SIZE:
+        while (
+            len(_BANK_CACHE) > _BANK_CACHE_SIZE
+            or sum(b.nbytes for b in _BANK_CACHE.values()) > _BANK_CACHE_BYTES
+        ):
             _BANK_CACHE.popitem(last=False)
     return bank

@@ -2,6 +2,7 @@
 
 import math
 import warnings
+from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -921,3 +922,19 @@ def test_kmeans_refuses_a_contrast_eps_that_erases_the_patches():
     images = np.random.default_rng(1).random((10, 8, 8)) * 1e-300
     with pytest.raises(ValueError, match=r"contrast_eps must be small enough.*; got 1\.0\."):
         F.kmeans(images, 3, 3, 200, random_state=0, contrast_eps=1.0)
+
+
+def test_bank_cache_is_bounded_in_bytes(monkeypatch):
+    # Named banks are cached for the transformer; a bank may be up to 1 GiB,
+    # so the cache is bounded in bytes as well as in entries.
+    monkeypatch.setattr(F, "_BANK_CACHE", OrderedDict())
+    monkeypatch.setattr(F, "_BANK_CACHE_BYTES", 3 * 8 * 8 * 7 * 7)  # three 8x7x7 banks
+    first = F._cached_bank("gabor", {"n_orientations": 4})
+    assert F._cached_bank("gabor", {"n_orientations": 4}) is first
+    for n in (5, 6, 7):  # 10, 12 and 14 filters: the first bank is evicted on the way
+        F._cached_bank("gabor", {"n_orientations": n})
+    assert sum(b.nbytes for b in F._BANK_CACHE.values()) <= F._BANK_CACHE_BYTES
+    assert F._cached_bank("gabor", {"n_orientations": 4}) is not first
+    big = F._cached_bank("gabor", {"n_orientations": 20})  # 40 filters, over the budget
+    assert F._cached_bank("gabor", {"n_orientations": 20}) is not big
+    np.testing.assert_array_equal(big, F.gabor(n_orientations=20))
