@@ -13,6 +13,14 @@ from skconv import filters as F
 from skconv.filters import _sample_patches
 
 
+def assert_value_error_says(call, words):
+    """``call()`` raises a ValueError whose message holds every one of ``words``."""
+    with pytest.raises(ValueError) as info:
+        call()
+    for word in words:
+        assert word in str(info.value)
+
+
 def naive_correlate(image, kernel):
     """Valid-mode cross-correlation, one output pixel at a time."""
     p, q = kernel.shape
@@ -785,10 +793,7 @@ def test_gabor_without_normalize_keeps_the_formula():
     ],
 )
 def test_gaussian_banks_refuse_unsampleable_parameters(call, words):
-    with pytest.raises(ValueError) as info:
-        call()
-    for word in words:
-        assert word in str(info.value)
+    assert_value_error_says(call, words)
 
 
 def test_kmeans_contrast_eps_uses_the_true_range_of_integer_images():
@@ -845,10 +850,7 @@ def test_kmeans_contrast_eps_uses_the_true_range_of_integer_images():
     ],
 )
 def test_banks_over_the_size_limit_are_refused_before_building(call, words):
-    with pytest.raises(ValueError) as info:
-        call()
-    for word in words:
-        assert word in str(info.value)
+    assert_value_error_says(call, words)
 
 
 def test_transformer_refuses_a_huge_named_bank():
@@ -890,10 +892,7 @@ def test_bank_size_limit_is_exact(monkeypatch):
     ids=["dog-tiny", "dog-huge", "dog-ratio", "log-huge", "log-even", "gabor", "make_bank"],
 )
 def test_banks_refuse_filters_that_come_out_zero(call, words):
-    with pytest.raises(ValueError) as info:
-        call()
-    for word in words:
-        assert word in str(info.value)
+    assert_value_error_says(call, words)
 
 
 @pytest.mark.parametrize("scale", [1e300, 1e-300, 1.7e308])
