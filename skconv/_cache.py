@@ -22,13 +22,37 @@ np.float64(18.0)
 """
 
 import hashlib
+import os
 import threading
+import weakref
 from collections import OrderedDict
 
 import numpy as np
 
 CACHE_MAX_BYTES = 32 * 2**20
 CACHE_MAX_ENTRIES = 16
+
+
+# Every cache, for the reset in a forked child (see _reset_after_fork).
+_CACHES = weakref.WeakSet()
+
+
+def _reset_after_fork():
+    """A forked child starts with empty caches and fresh locks.
+
+    A fork copies the locks as they were, held perhaps by a thread of the
+    parent that does not exist in the child (building an entry while the
+    main thread forked): the child's first miss would wait forever.  The
+    entries may have been half-updated as well; they are only a cache.
+    """
+    for cache in list(_CACHES):
+        cache._items = OrderedDict()
+        cache._lock = threading.Lock()
+        cache._build_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 class FilterCache:
@@ -51,6 +75,7 @@ class FilterCache:
         # Builds are serialised so that two threads missing on the same key
         # build it once (two operator matrices would double the memory).
         self._build_lock = threading.Lock()
+        _CACHES.add(self)
 
     @staticmethod
     def key(tag, w, *extra):

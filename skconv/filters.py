@@ -15,6 +15,7 @@ Fixed banks are plain functions of their parameters; learned banks
 
 import inspect
 import math
+import os
 import threading
 from collections import OrderedDict
 from numbers import Real
@@ -1300,6 +1301,18 @@ _BANK_CACHE = OrderedDict()
 _BANK_CACHE_SIZE = 32
 _BANK_CACHE_BYTES = 64 * 2**20
 _BANK_CACHE_LOCK = threading.Lock()
+
+
+def _reset_bank_cache_after_fork():
+    """A forked child starts with an empty bank cache and a fresh lock (see
+    ``_cache._reset_after_fork``: the parent's lock may be held for good)."""
+    global _BANK_CACHE, _BANK_CACHE_LOCK
+    _BANK_CACHE = OrderedDict()
+    _BANK_CACHE_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_bank_cache_after_fork)
 
 
 def _freeze(value):
