@@ -111,6 +111,7 @@ import math
 import numbers
 import os
 import platform
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field, replace
@@ -128,6 +129,11 @@ RIDGE = 0.25
 # Multipliers are clipped to [1 / LIMIT, LIMIT]: beyond that a probe is more
 # likely broken (a stall of the machine) than the BLAS.
 LIMIT = 1000.0
+# What a calibration file may hold: at most LIMIT times the largest shipped
+# weight (about 0.7 ms, a call's fixed cost), rounded up to a second per
+# count, and a few tens of KiB (a file far larger is not one).
+MAX_WEIGHT = 1.0
+MAX_FILE_BYTES = 2**22
 # The local correction (see the module's notes): kernel width in log units
 # of the sizes, and the prior weight of "no correction" against the probes'.
 LOCAL_LENGTH = 0.5
@@ -204,7 +210,8 @@ def cache_dir():
     """
     explicit = os.environ.get("SKCONV_CACHE_DIR")
     if explicit:
-        return Path(explicit).expanduser()
+        # (a relative path is taken from the current directory, once)
+        return Path(explicit).expanduser().absolute()
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return base / "skconv"
@@ -232,11 +239,20 @@ def blas_info():
     """
     from threadpoolctl import threadpool_info
 
+    from ._threads import blas_threads_before_limit
+
     infos = [i for i in threadpool_info() if i.get("user_api") == "blas"]
     numpy_dir = os.path.dirname(os.path.abspath(np.__file__))
     own = [i for i in infos if str(i.get("filepath", "")).startswith((numpy_dir, numpy_dir + "."))]
     keys = ("internal_api", "version", "architecture", "num_threads")
     rows = [{k: i.get(k) for k in keys} for i in (own or infos)]
+    # While a batch-splitting conv2d in another thread holds BLAS at one
+    # thread, the key must name the count it will go back to: a calibration
+    # made then was filed under one thread and never found again.
+    before = blas_threads_before_limit()
+    if before:
+        for row, info in zip(rows, own or infos, strict=True):
+            row["num_threads"] = before.get(info.get("filepath"), row["num_threads"])
     return sorted(rows, key=lambda r: json.dumps(r, sort_keys=True))
 
 
@@ -282,12 +298,26 @@ def cache_path(key=None):
 
 
 def _read(path, key):
-    """The calibration stored at ``path`` for ``key``; None when absent or not for it."""
+    """The calibration stored at ``path`` for ``key``; None when absent or not for it.
+
+    A file that cannot be read or holds what no calibration writes is
+    ignored with a warning: conv2d then uses the shipped weights, as it must
+    keep working whatever the cache holds.  Checked: the size (a real file
+    holds a few tens of KiB), the encoding, the JSON, and every number: each
+    group of weights names known counts, with weights in [0, MAX_WEIGHT]
+    and one at least positive (else every estimate would be 0, or infinite,
+    and ``auto`` would pick by name), local sizes positive and residuals
+    within ``log(LIMIT)``.
+    """
+    from ._costmodel import FEATURES
+
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ValueError(f"it holds more than {MAX_FILE_BYTES} bytes")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # (UnicodeDecodeError is a ValueError)
         warnings.warn(
             f"skconv: cannot read the calibration {path} ({exc}); ignoring it.", stacklevel=2
         )
@@ -300,23 +330,26 @@ def _read(path, key):
         for by_dtype in coefficients.values():
             for by_mode in by_dtype.values():
                 for weights in by_mode.values():
-                    if not all(
-                        isinstance(w, (int, float)) and math.isfinite(w) and w >= 0
-                        for w in weights.values()
+                    values = [_number(w) for w in weights.values()]
+                    if not (
+                        set(weights) <= set(FEATURES)
+                        and all(0 <= w <= MAX_WEIGHT for w in values)
+                        and any(w > 0 for w in values)
                     ):
-                        raise ValueError("a weight is not a finite nonnegative number")
+                        raise ValueError(f"a group of weights is not one: {weights!r}")
+        bound = math.log(LIMIT)
         for by_dtype in data.get("local", {}).values():
             for by_mode in by_dtype.values():
                 for points in by_mode.values():
                     for point in points:
+                        values = [_number(v) for v in point]
                         if not (
-                            len(point) == 11
-                            and all(isinstance(v, (int, float)) for v in point)
-                            and all(v > 0 for v in point[:-1])
-                            and math.isfinite(point[-1])
+                            len(values) == 11
+                            and all(0 < v < 2**63 for v in values[:-1])
+                            and abs(values[-1]) <= bound
                         ):
                             raise ValueError(f"a local residual is malformed: {point!r}")
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError) as exc:
         warnings.warn(
             f"skconv: ignoring the corrupted calibration file {path} ({exc}); the cost model "
             "uses its shipped weights. Run `python -m skconv calibrate --refresh` to redo it.",
@@ -324,6 +357,16 @@ def _read(path, key):
         )
         return None
     return data
+
+
+def _number(value):
+    """``value`` as a finite float: a JSON number, not a bool (ValueError otherwise)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{value!r} is not a number")
+    number = float(value)  # (OverflowError for an int beyond any float)
+    if not math.isfinite(number):
+        raise ValueError(f"{value!r} is not finite")
+    return number
 
 
 @lru_cache(maxsize=1)
@@ -661,7 +704,10 @@ def local_residuals(records, coefficients):
         est = _record_estimate(r, coefficients)
         if not est:  # no weights, or no counts they weigh
             continue
-        residual = float(f"{math.log(r['seconds'] / est):.4g}")
+        # (clipped as the multipliers are: beyond, a probe is more likely a
+        # stall of the machine, and _read would refuse the file)
+        bound = math.log(LIMIT)
+        residual = float(f"{min(max(math.log(r['seconds'] / est), -bound), bound):.4g}")
         group = local.setdefault(r["method"], {}).setdefault(r["dtype"], {})
         group.setdefault(r["mode"], []).append([*probe_sizes(r["probe"]), residual])
     return local
@@ -1044,7 +1090,7 @@ def calibrate(*, max_seconds=DEFAULT_SECONDS, refresh=False, timer=None, random_
     >>> print(report)  # doctest: +SKIP
     """
     from ._costmodel import shipped_model
-    from ._validation import check_bool, check_int, is_int
+    from ._validation import check_bool, check_int, check_output_path, is_int
 
     # Every argument is checked here, before the cache is looked at: a bad
     # one fails the same way whether a calibration is cached or not.
@@ -1069,6 +1115,17 @@ def calibrate(*, max_seconds=DEFAULT_SECONDS, refresh=False, timer=None, random_
         if cached is not None:
             reset()
             return _report(cached, path, measured=False)
+
+    # The result is written after the whole measurement: a cache that cannot
+    # be written is reported before it.
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        check_output_path(str(path), "the calibration file")
+    except (OSError, ValueError) as exc:
+        raise OSError(
+            f"skconv.calibrate cannot write its cache in {path.parent} ({exc}); set "
+            "SKCONV_CACHE_DIR to a writable directory."
+        ) from exc
 
     tiny = max_seconds < TINY_SECONDS
     probes = PROBES[:3] if tiny else PROBES
@@ -1147,8 +1204,17 @@ def calibrate(*, max_seconds=DEFAULT_SECONDS, refresh=False, timer=None, random_
         "errors": {"/".join(k): list(v) for k, v in errors.items()},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the new one
+    # A file of its own for each writer (two threads of one process, or two
+    # processes with the same pid in containers sharing the directory, wrote
+    # into one and left a mixed file), then an atomic rename: a concurrent
+    # reader sees the old file or the new one.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(data, indent=1) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     reset()
     return _report(data, path, measured=True)

@@ -87,6 +87,19 @@ def single_threaded_blas():
                     limiter.restore_original_limits()
 
 
+def blas_threads_before_limit():
+    """``{filepath: num_threads}`` of BLAS before :func:`single_threaded_blas`'s
+    limit, while it is held by some thread; None otherwise."""
+    with _blas_lock:
+        limiter = _blas_limiter
+    # (threadpoolctl's limiter keeps the counts it will restore as
+    # ``_original_info``; without it, nothing is known)
+    info = getattr(limiter, "_original_info", None)
+    if not info:
+        return None
+    return {i.get("filepath"): i.get("num_threads") for i in info}
+
+
 @contextmanager
 def _blas_control():
     """Let this thread set OpenBLAS's thread count, then let any thread again.
@@ -161,9 +174,34 @@ def map_threads(fn, items, n_threads):
     # Hand items out in n_threads queues so that no more threads than asked
     # run at once, whatever the pool's size.
     queues = [items[i::n_threads] for i in range(n_threads)]
-    futures = [pool.submit(lambda q=q: [fn(item) for item in q]) for q in queues if q]
-    for future in futures:
-        future.result()
+    # Once an item fails, or the caller is interrupted (Ctrl-C arrives in
+    # the waiting thread), the queues stop taking items, and the call returns
+    # only when none runs: nothing keeps computing, or writing into the
+    # caller's arrays, after the exception has reached the caller.
+    stop = threading.Event()
+
+    def run(queue):
+        for item in queue:
+            if stop.is_set():
+                return
+            try:
+                fn(item)
+            except BaseException:
+                stop.set()
+                raise
+
+    futures = [pool.submit(run, q) for q in queues if q]
+    try:
+        for future in futures:
+            future.result()
+    except BaseException:
+        stop.set()
+        for future in futures:
+            try:
+                future.exception()  # waits for it to end, raising nothing
+            except BaseException:  # (a second Ctrl-C while waiting)
+                pass
+        raise
 
 
 @lru_cache(maxsize=1)

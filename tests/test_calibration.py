@@ -84,6 +84,67 @@ def test_cache_directory_follows_the_environment(monkeypatch, tmp_path):
     assert _calibration.cache_dir() == tmp_path / "home" / ".cache" / "skconv"
 
 
+def test_a_relative_cache_directory_is_made_absolute(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SKCONV_CACHE_DIR", "rel")
+    assert _calibration.cache_dir() == tmp_path / "rel"
+
+
+def test_the_key_names_blas_threads_as_they_were_before_conv2d_limited_them():
+    # A batch-splitting conv2d in another thread holds BLAS at one thread; a
+    # calibration keyed then was filed under one thread and never found.
+    from threadpoolctl import threadpool_limits
+
+    from skconv._threads import single_threaded_blas
+
+    with threadpool_limits(2, user_api="blas"):
+        outside = _calibration.machine_key()
+        with single_threaded_blas():
+            inside = _calibration.machine_key()
+    assert inside == outside
+
+
+def test_calibrate_reports_an_unwritable_cache_before_measuring(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("SKCONV_CACHE_DIR", str(blocker / "skconv"))
+    _calibration.reset()
+    try:
+        with pytest.raises(OSError, match="SKCONV_CACHE_DIR"):
+            _calibration.calibrate(refresh=True, timer=fail_timer)
+    finally:
+        _calibration.reset()
+
+
+def test_threads_calibrating_at_once_leave_a_whole_file(cache):
+    # Both wrote the same temporary file (named after the process) and could
+    # leave the tail of the longer write behind.
+    import threading
+
+    barrier = threading.Barrier(2)
+    errors = []
+
+    def calibrate():
+        try:
+            barrier.wait(5)
+            _calibration.calibrate(max_seconds=1, refresh=True, timer=scaled_timer({}))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    for _ in range(10):
+        threads = [threading.Thread(target=calibrate) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            _calibration.reset()
+            assert _calibration.current() is not None
+    assert [p.name for p in cache.iterdir()] == [_calibration.cache_path().name]
+
+
 # --- the fit -----------------------------------------------------------------------
 
 
@@ -332,33 +393,58 @@ def test_calibration_of_another_machine_is_ignored(cache):
         assert estimate("toeplitz", spec, mode) == shipped_estimate("toeplitz", spec, mode)
 
 
+# Weights and local points no calibration writes (each replaces a valid group).
+BAD_WEIGHTS = {
+    "negative": {"const": -1.0},
+    "huge int": {"const": 10**400},  # math.isfinite overflowed on it
+    "empty": {},  # every estimate 0: auto would pick by name
+    "all zero": {"const": 0.0, "flops": 0.0},
+    "unknown count": {"bogus": 1e-5},
+    "a day per call": {"const": 86400.0},  # estimates overflow to infinity
+    "a bool": {"const": True},
+}
+BAD_POINTS = {
+    "size 0": [0, 28, 1, 8, 5, 5, 1, 1, 1, 1, 0.1],  # a size of 0 has no logarithm
+    "residual nan": [28, 28, 1, 8, 5, 5, 1, 1, 1, 1, float("nan")],
+    "residual 1000": [28, 28, 1, 8, 5, 5, 1, 1, 1, 1, 1000.0],  # exp overflowed
+    "huge size": [10**400, 28, 1, 8, 5, 5, 1, 1, 1, 1, 0.1],
+    "too short": [28, 28, 0.1],
+}
+
+
 @pytest.mark.parametrize(
-    "content", ["{not json", '{"key": null}', "[1, 2]", "negative", "local", "local nan"]
+    "content",
+    ["{not json", '{"key": null}', "[1, 2]", "not utf-8", "deeply nested", "too large"]
+    + [f"weights: {name}" for name in BAD_WEIGHTS]
+    + [f"local: {name}" for name in BAD_POINTS],
 )
 def test_corrupted_calibration_is_ignored_with_a_warning(cache, content):
     path = _calibration.cache_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    if content == "negative":
-        data = {"key": _calibration.machine_key(), "coefficients": {"rowgemm": {"float32": {
-            "blas": {"const": -1.0}}}}}  # fmt: skip
-        content = json.dumps(data)
-    elif content.startswith("local"):
-        point = [28, 28, 1, 8, 5, 5, 1, 1, 1, 1, float("nan") if "nan" in content else 0.1]
-        if content == "local":
-            point[0] = 0  # a size of 0 has no logarithm
-        data = {"key": _calibration.machine_key(), "coefficients": {},
+    key = _calibration.machine_key()
+    if content.startswith("weights: "):
+        weights = BAD_WEIGHTS[content.removeprefix("weights: ")]
+        data = {"key": key, "coefficients": {"rowgemm": {"float32": {"blas": weights}}}}
+        text = json.dumps(data).encode()
+    elif content.startswith("local: "):
+        point = BAD_POINTS[content.removeprefix("local: ")]
+        data = {"key": key, "coefficients": {},
                 "local": {"rowgemm": {"float32": {"blas": [point]}}}}  # fmt: skip
-        content = json.dumps(data)
+        text = json.dumps(data).encode()
     elif content == '{"key": null}':
-        content = json.dumps({"key": _calibration.machine_key()})  # no coefficients
-    path.write_text(content)
-    _calibration.reset()
-    if content == "[1, 2]":
-        with pytest.warns(UserWarning, match="corrupted calibration"):
-            assert _calibration.current() is None
+        text = json.dumps({"key": key}).encode()  # no coefficients
+    elif content == "not utf-8":
+        text = b"\xff\xfe garbage"
+    elif content == "deeply nested":
+        text = b"[" * 100_000 + b"]" * 100_000
+    elif content == "too large":
+        text = json.dumps({"key": key, "coefficients": {}, "pad": "x" * (5 << 20)}).encode()
     else:
-        with pytest.warns(UserWarning, match="corrupted calibration"):
-            assert load_model()["calibrated"] is None
+        text = content.encode()
+    path.write_bytes(text)
+    _calibration.reset()
+    with pytest.warns(UserWarning, match="calibration"):
+        assert load_model()["calibrated"] is None
     # auto still works, on the shipped weights, and a calibration replaces the file
     x = np.random.default_rng(0).standard_normal((3, 9, 9))
     w = np.ones((2, 3, 3))

@@ -169,6 +169,30 @@ def test_overlapping_blas_limits_restore_the_count():
         assert _blas_threads() == before
 
 
+def test_a_failing_item_stops_the_others_before_the_error_returns():
+    # The queues used to run to their end after the error reached the caller,
+    # still writing into its arrays.
+    import threading
+    import time
+
+    from skconv._threads import map_threads
+
+    started, lock = [], threading.Lock()
+
+    def work(item):
+        with lock:
+            started.append(item)
+        time.sleep(0.01)
+        if item == 2:  # in the first queue, which the caller waits for first
+            raise ValueError("item 2")
+
+    with pytest.raises(ValueError, match="item 2"):
+        map_threads(work, list(range(40)), 2)
+    after = len(started)
+    time.sleep(0.2)
+    assert len(started) == after < 40  # nothing runs once it returned
+
+
 def test_forked_child_gets_its_own_pool():
     import multiprocessing as mp
     import sys
