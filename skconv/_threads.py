@@ -33,6 +33,7 @@ from joblib.parallel import get_active_backend
 from ._validation import is_int
 
 _blas_controller = None
+_blas_libs = None  # its BLAS libraries' controllers (see _blas_libraries)
 _blas_lock = threading.Lock()
 _blas_users = 0  # threads inside single_threaded_blas(), process-wide
 _blas_limiter = None  # threadpoolctl's limiter, holding the counts to restore
@@ -46,6 +47,14 @@ def _controller():
 
         _blas_controller = ThreadpoolController()
     return _blas_controller
+
+
+def _blas_libraries():
+    """threadpoolctl's controllers of the BLAS libraries (selected once)."""
+    global _blas_libs
+    if _blas_libs is None:
+        _blas_libs = _controller().select(user_api="blas").lib_controllers
+    return _blas_libs
 
 
 @contextmanager
@@ -84,7 +93,13 @@ def single_threaded_blas():
             if _blas_users == 0:
                 limiter, _blas_limiter = _blas_limiter, None
                 with _blas_control():
-                    limiter.restore_original_limits()
+                    # Another library's limit (scikit-learn's KMeans sets one)
+                    # may have been entered before ours and left during it,
+                    # restoring its own counts: ours, saved inside it, would
+                    # then put BLAS back at one thread for good.  Restore only
+                    # what is still ours.
+                    if all(lib.num_threads == 1 for lib in _blas_libraries()):
+                        limiter.restore_original_limits()
 
 
 def blas_threads_before_limit():
@@ -143,14 +158,14 @@ def _reset_after_fork():
     restore it: the next limited call in the child restores it on entry.
     """
     global _pool, _pool_pid, _pool_lock, _blas_lock, _blas_users, _blas_limiter
-    global _blas_restore_in_child, _blas_controller
+    global _blas_restore_in_child, _blas_controller, _blas_libs
     _pool, _pool_pid = None, None
     _pool_lock = threading.Lock()
     _blas_lock = threading.Lock()
     if _blas_users > 0 and _blas_limiter is not None:
         _blas_restore_in_child = _blas_limiter
     _blas_users, _blas_limiter = 0, None
-    _blas_controller = None
+    _blas_controller = _blas_libs = None
 
 
 if hasattr(os, "register_at_fork"):

@@ -169,6 +169,35 @@ def test_overlapping_blas_limits_restore_the_count():
         assert _blas_threads() == before
 
 
+def test_another_limit_left_during_ours_is_not_undone():
+    # scikit-learn's KMeans limits BLAS with threadpoolctl: entered before a
+    # batch-splitting conv2d and left during it, it restores BLAS's count;
+    # conv2d's restore, saved inside it, used to put BLAS back at one thread.
+    import threading
+
+    from threadpoolctl import threadpool_limits
+
+    from skconv._threads import single_threaded_blas
+
+    with threadpool_limits(2, user_api="blas"):
+        before = _blas_threads()
+        ours_in, theirs_out = threading.Event(), threading.Event()
+
+        def ours():
+            with single_threaded_blas():
+                ours_in.set()
+                theirs_out.wait(5)
+
+        thread = threading.Thread(target=ours)
+        with threadpool_limits(1, user_api="blas"):  # theirs
+            assert _blas_threads() == [1] * len(before)
+            thread.start()
+            ours_in.wait(5)
+        theirs_out.set()
+        thread.join(10)
+        assert _blas_threads() == before
+
+
 def test_a_failing_item_stops_the_others_before_the_error_returns():
     # The queues used to run to their end after the error reached the caller,
     # still writing into its arrays.
