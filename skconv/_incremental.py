@@ -171,6 +171,8 @@ class KMeansStream:
         self.contrast_eps = params["contrast_eps"]
         if self.contrast_eps is not None:
             self.contrast_eps = _banks._check_float(self.contrast_eps, "contrast_eps")
+        # contrast_eps is kept in units of 4**eps_exponent (see update)
+        self.eps_exponent = 0
         self.rng = np.random.RandomState(_seed(rng))
         d = p * q
         self.count, self.mean, self.m2 = 0, np.zeros(d), np.zeros((d, d))
@@ -178,7 +180,13 @@ class KMeansStream:
         self.km = None
 
     def update(self, images):
-        x = _centred(_banks._sample_patches(images, self.size, self.n_patches, self.rng))
+        # As skconv.filters.kmeans: the patches divided by a power of two near
+        # their largest magnitude (exact) and contrast_eps by its square, so
+        # that pixels of 1e300 or 1e-300 neither overflow nor underflow.  The
+        # normalised patches do not depend on it: each chunk has its own.
+        patches = _banks._sample_patches(images, self.size, self.n_patches, self.rng)
+        exponent = _banks._unit_exponent(patches)
+        x = _centred(np.ldexp(patches, -exponent))
         if self.km is None:
             if len(x) < self.n_filters:
                 raise ValueError(
@@ -193,8 +201,13 @@ class KMeansStream:
                 )
             if self.contrast_eps is None:
                 lo, hi = float(np.min(images)), float(np.max(images))
-                self.contrast_eps = 10 * (hi - lo) ** 2 / 255**2
-        x /= np.sqrt(x.var(axis=1, keepdims=True) + self.contrast_eps)
+                span = np.ldexp(hi, -exponent) - np.ldexp(lo, -exponent)
+                self.contrast_eps, self.eps_exponent = 10 * span**2 / 255**2, exponent
+        with np.errstate(over="ignore", under="ignore"):
+            # (flat patches divide 0 by it: kept from rounding to 0)
+            eps = np.ldexp(self.contrast_eps, 2 * (self.eps_exponent - exponent))
+            eps = max(float(eps), _banks._TINY)
+        x /= np.sqrt(x.var(axis=1, keepdims=True) + eps)
         if self.whiten:
             self._update_whitening(x)
             x = (x - self.mean) @ self.w

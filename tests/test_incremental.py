@@ -92,6 +92,26 @@ def test_pca_stream_on_pixels_of_any_scale(digits, scales, n_patches):
         assert_allclose(est.filters_[0], unscaled.filters_[0], atol=1e-10)
 
 
+@pytest.mark.parametrize(
+    "scale, contrast_eps", [(1e300, None), (1e-300, None), (2.0**100, 0.05), (2.0**-100, 0.05)]
+)
+def test_kmeans_stream_on_pixels_of_any_scale(digits, scale, contrast_eps):
+    # Squares of 1e300 overflowed.  The same filters as on the unscaled
+    # pixels; a given contrast_eps is in the pixels' units and scales with
+    # their square (hence a smaller range of scales for it).
+    X = digits[0][:300]
+    params = {"n_filters": 4, "size": 3, "n_patches": 500}
+
+    def streamed(factor):
+        eps = None if contrast_eps is None else contrast_eps * factor**2
+        est = BatchConv2DTransformer(
+            filters="kmeans", filter_params={**params, "contrast_eps": eps}, random_state=0
+        )
+        return stream(est, X * factor, 100).filters_[0]
+
+    assert_allclose(streamed(scale), streamed(1.0), rtol=1e-6, atol=1e-9)
+
+
 def test_learned_streams_refuse_a_patch_size_whose_covariance_is_too_big():
     for name in ("pca", "kmeans"):
         est = BatchConv2DTransformer(filters=name, filter_params={"size": 200})
