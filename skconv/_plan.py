@@ -305,9 +305,11 @@ def check_result_memory(plan):
 def _memory_bytes():
     """The machine's physical memory in bytes (the largest array size where unknown)."""
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        page, pages = os.sysconf("SC_PAGE_SIZE"), os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
-        return np.iinfo(np.intp).max
+        page = pages = -1
+    # (sysconf answers -1 where the system does not know)
+    return page * pages if page > 0 and pages > 0 else np.iinfo(np.intp).max
 
 
 @dataclass(frozen=True)

@@ -531,3 +531,17 @@ def test_a_result_larger_than_memory_is_refused_before_anything_is_written(monke
     out = np.empty((40, 1, 62, 62))
     conv2d(images, bank, out=out)
     np.testing.assert_allclose(out[:2], naive_conv2d(images[:2, ..., None], bank[..., None]))
+
+
+def test_an_unknown_memory_size_refuses_nothing(monkeypatch):
+    # sysconf answers -1 where the system does not know: that must not make
+    # every padded image "larger than memory".
+    monkeypatch.setattr(plan_module.os, "sysconf", lambda name: -1)
+    plan_module._memory_bytes.cache_clear()
+    try:
+        assert plan_module._memory_bytes() == np.iinfo(np.intp).max
+        images, bank = np.random.default_rng(6).random((2, 6, 6)), np.ones((1, 3, 3))
+        expected = naive_conv2d(images[..., None], bank[..., None])
+        np.testing.assert_allclose(conv2d(images, bank, padding=1)[:, :, 1:-1, 1:-1], expected)
+    finally:
+        plan_module._memory_bytes.cache_clear()
