@@ -207,6 +207,14 @@ def conv2d(
     return result
 
 
+# conv2d's keyword arguments that explain_conv2d takes, read from its signature
+_OPTIONS = tuple(
+    name
+    for name in inspect.signature(conv2d).parameters
+    if name not in ("images", "filters", "out")
+)
+
+
 def explain_conv2d(images, filters, **kwargs):
     """What :func:`conv2d` would run for these images and filters, and why.
 
@@ -244,17 +252,13 @@ def explain_conv2d(images, filters, **kwargs):
     """
     if "out" in kwargs:
         raise TypeError("explain_conv2d takes no out argument; got out.")
-    options = [name for name in inspect.signature(conv2d).parameters if name not in _NOT_OPTIONS]
-    unknown = sorted(set(kwargs) - set(options))
+    unknown = sorted(set(kwargs) - set(_OPTIONS))
     if unknown:
         raise TypeError(
             f"explain_conv2d takes the keyword arguments of conv2d but out "
-            f"({', '.join(options)}); got {unknown[0]!r}."
+            f"({', '.join(_OPTIONS)}); got {unknown[0]!r}."
         )
     return _setup(images, filters, **kwargs)[3]
-
-
-_NOT_OPTIONS = ("images", "filters", "out")
 
 
 def _setup(images, filters, *, n_jobs=None, flip=False, **kwargs):

@@ -200,14 +200,9 @@ class KMeansStream:
                     "patches in the first chunk: there is nothing to learn."
                 )
             if self.contrast_eps is None:
-                lo, hi = float(np.min(images)), float(np.max(images))
-                span = np.ldexp(hi, -exponent) - np.ldexp(lo, -exponent)
-                self.contrast_eps, self.eps_exponent = 10 * span**2 / 255**2, exponent
-        with np.errstate(over="ignore", under="ignore"):
-            # (flat patches divide 0 by it: kept from rounding to 0)
-            eps = np.ldexp(self.contrast_eps, 2 * (self.eps_exponent - exponent))
-            eps = max(float(eps), _banks._TINY)
-        x /= np.sqrt(x.var(axis=1, keepdims=True) + eps)
+                self.contrast_eps = _banks._default_contrast_eps(images, exponent)
+                self.eps_exponent = exponent
+        _banks._contrast_normalise(x, exponent, self.contrast_eps, self.eps_exponent)
         if self.whiten:
             self._update_whitening(x)
             x = (x - self.mean) @ self.w

@@ -735,6 +735,32 @@ def _flat_centred_patches(images, size, n_patches, n_filters, rng):
     return x, exponent
 
 
+def _default_contrast_eps(images, exponent):
+    """Coates et al.'s 10 for pixels in 0..255, scaled to the images' range.
+
+    In units of ``4**exponent``, those of patches divided by ``2**exponent``.
+    The range is taken from Python floats: np.ptp wraps around on integers
+    (int8 from -100 to 100 gives -56) and is undefined on bools.  It is inf
+    only when the images range over 2**1024 times the patches.
+    """
+    data = np.asarray(images)
+    with np.errstate(over="ignore"):
+        span = np.ldexp(float(data.max()), -exponent) - np.ldexp(float(data.min()), -exponent)
+        return 10 * span**2 / 255**2
+
+
+def _contrast_normalise(x, exponent, eps, eps_exponent):
+    """Divide the rows of ``x`` by ``sqrt(var + eps)``, in place.
+
+    ``x`` is in units of ``2**exponent`` and ``eps`` in units of
+    ``4**eps_exponent`` (a variance): it is brought to ``x``'s units first.
+    Flat patches divide 0 by it: it is kept from rounding to 0.
+    """
+    with np.errstate(over="ignore", under="ignore"):
+        eps = max(float(np.ldexp(eps, 2 * (eps_exponent - exponent))), _TINY)
+    x /= np.sqrt(x.var(axis=1, keepdims=True) + eps)
+
+
 def _patch_scatter(images, size, exponent=0):
     """``sum x x^T`` over the mean-removed patches ``x`` of every position of every image.
 
@@ -956,29 +982,18 @@ def kmeans(
     if contrast_eps is not None:
         contrast_eps = _check_float(contrast_eps, "contrast_eps")
     rng = check_random_state(random_state)
-    given_eps = contrast_eps
-    # x is in units of 2**exponent (its largest magnitude below 1), and so
-    # must contrast_eps be: a variance, in units of 4**exponent.
+    # x is in units of 2**exponent (its largest magnitude below 1)
     x, exponent = _flat_centred_patches(images, (p, q), n_patches, n_filters, rng)
-    with np.errstate(over="ignore", under="ignore"):
-        if contrast_eps is None:
-            # images were checked by _flat_centred_patches.  The range is
-            # taken from Python floats: np.ptp wraps around on integers (int8
-            # from -100 to 100 gives -56) and is undefined on bools.  It is
-            # inf only when the images range over 2**1024 times the patches.
-            data = np.asarray(images)
-            span = np.ldexp(float(data.max()), -exponent) - np.ldexp(float(data.min()), -exponent)
-            contrast_eps = 10 * span**2 / 255**2
-        else:
-            # Flat patches divide 0 by contrast_eps: keep it from rounding to 0.
-            contrast_eps = max(np.ldexp(contrast_eps, -2 * exponent), _TINY)
-    x /= np.sqrt(x.var(axis=1, keepdims=True) + contrast_eps)
+    if contrast_eps is None:  # (images were checked by _flat_centred_patches)
+        _contrast_normalise(x, exponent, _default_contrast_eps(images, exponent), exponent)
+    else:
+        _contrast_normalise(x, exponent, contrast_eps, 0)
     if not x.any():
         # contrast_eps over 2**2048 times the patches' squared scale: every
         # normalised patch is 0 and so would be every filter.
         raise ValueError(
             "contrast_eps must be small enough next to the variance of the patches "
-            f"to leave them nonzero after contrast normalisation; got {given_eps!r}."
+            f"to leave them nonzero after contrast normalisation; got {contrast_eps!r}."
         )
     if whiten:
         m = x.mean(axis=0)
